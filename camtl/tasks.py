@@ -224,7 +224,9 @@ def canonical_task_name(name: str) -> str:
     key = _ALIASES.get(key, key)
     if key not in TASKS:
         known = ", ".join(TASKS)
-        raise UsageError(f"unknown task '{name}': choose from {known} (aliases such as sst2, stsb, mnli-m work)")
+        raise UsageError(
+            f"unknown task '{name}': choose from {known} (aliases such as sst2, stsb, mnli-m work)"
+        )
     return key
 
 
@@ -237,10 +239,10 @@ def resolve_tasks(names: list[str] | None) -> list[str]:
         for part in name.split(","):
             if part.strip():
                 task = canonical_task_name(part)
-                if TASKS[task].head != task:
+                head = TASKS[task].head
+                if head != task:
                     raise UsageError(
-                        f"task '{part}' has no head of its own (it is predicted by the {TASKS[task].head} head):"
-                        f" train on '{TASKS[task].head}' instead"
+                        f"task '{part}' has no head of its own (the {head} head predicts it): use '{head}'"
                     )
                 if task not in resolved:
                     resolved.append(task)

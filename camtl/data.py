@@ -1,0 +1,198 @@
+"""Reading GLUE files into examples, and the ``python -m camtl.data check`` command.
+
+The official files are tab-separated with quoting disabled: several contain stray ``"``
+characters that a CSV reader would treat as quotes. Files may start with a BOM, use CRLF, or
+lack a final newline; ID cells may be empty (IDs are kept as strings, never parsed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from camtl.errors import UsageError, exits_cleanly_on_usage_error
+from camtl.tasks import TASKS, Task, canonical_task_name
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+DOWNLOAD_HINT = "python download_glue_data.py --data_dir DIR --tasks all"
+
+
+@dataclass
+class Examples:
+    """The rows of one task split: texts, labels (class index or score) and submission IDs."""
+
+    task: str
+    split: str
+    text_a: list[str]
+    text_b: list[str] | None
+    labels: list[float] | None
+    ids: list[str]
+    skipped: int = 0  # malformed training rows left out
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+
+def split_path(data_dir: str | Path, task: str, split: str) -> Path:
+    fmt = TASKS[task].split(split)
+    if fmt is None:
+        raise UsageError(f"task '{task}' has no {split} split in GLUE")
+    return Path(data_dir) / TASKS[task].folder / fmt.filename
+
+
+def require_split(data_dir: str | Path, task: str, split: str, needed_by: str) -> Path:
+    """The split's path, or a UsageError naming the missing file and how to get it."""
+    path = split_path(data_dir, task, split)
+    if not path.is_file():
+        raise UsageError(f"{needed_by} needs {path}, which does not exist: get GLUE with `{DOWNLOAD_HINT}`")
+    return path
+
+
+def _read_lines(path: Path) -> list[str]:
+    # utf-8-sig drops a leading BOM; splitting on "\n" alone keeps unusual Unicode separators inside text.
+    text = path.read_bytes().decode("utf-8-sig")
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _parse_label(task: Task, cell: str) -> float | None:
+    if task.is_regression:
+        try:
+            value = float(cell)
+        except ValueError:
+            return None
+        low, high = task.label_range or (float("-inf"), float("inf"))
+        return value if low <= value <= high else None
+    return float(task.labels.index(cell)) if cell in task.labels else None
+
+
+def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | None = None) -> Examples:
+    """Parse one split. Bad training rows are skipped and counted; a bad dev/test row is an error."""
+    spec = TASKS[task]
+    fmt = spec.split(split)
+    path = require_split(data_dir, task, split, needed_by=f"{task} {split}")
+    lines = _read_lines(path)
+    first_row = 1 if fmt.header else 0
+    if fmt.header and not lines:
+        raise UsageError(f"{path} is empty: re-download it with `{DOWNLOAD_HINT}`")
+    num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
+    needs_label = split != "test"
+
+    text_a, text_b, labels, ids = [], [], [], []
+    skipped = 0
+    for line_number, line in enumerate(lines[first_row:], start=first_row + 1):
+        if max_examples is not None and len(text_a) >= max_examples:
+            break
+        cells = line.split("\t")
+        problem = None
+        if len(cells) != num_columns:
+            problem = f"has {len(cells)} columns, expected {num_columns}"
+        elif needs_label:
+            label = _parse_label(spec, cells[fmt.label])
+            if label is None:
+                expected = (
+                    "a number in the label range" if spec.is_regression else f"one of {list(spec.labels)}"
+                )
+                problem = f"has label {cells[fmt.label]!r}, expected {expected}"
+        if problem:
+            if split == "train":
+                skipped += 1
+                continue
+            raise UsageError(f"{path}:{line_number} {problem}: fix or re-download the file")
+        text_a.append(cells[fmt.text_a])
+        if fmt.text_b is not None:
+            text_b.append(cells[fmt.text_b])
+        if needs_label:
+            labels.append(label)
+        ids.append(cells[fmt.index] if fmt.index is not None else "")
+    if skipped:
+        logger.warning("%s: skipped %d malformed training rows (wrong column count or label)", path, skipped)
+    return Examples(
+        task=task,
+        split=split,
+        text_a=text_a,
+        text_b=text_b if fmt.text_b is not None else None,
+        labels=labels if needs_label else None,
+        ids=ids,
+        skipped=skipped,
+    )
+
+
+def check_data_dir(data_dir: str | Path, tasks: list[str]) -> dict:
+    """Parse every split of every task that exists; report counts, label distributions and problems."""
+    if not Path(data_dir).is_dir():
+        raise UsageError(f"--data_dir {data_dir} is not a directory: get GLUE with `{DOWNLOAD_HINT}`")
+    report = {"tasks": {}, "labels": {}, "missing": [], "problems": [], "warnings": []}
+    for task in tasks:
+        spec = TASKS[task]
+        for split in SPLITS:
+            if spec.split(split) is None:
+                continue
+            path = split_path(data_dir, task, split)
+            if not path.is_file():
+                report["missing"].append(str(path))
+                continue
+            try:
+                examples = read_split(data_dir, task, split)
+            except UsageError as error:
+                report["problems"].append(str(error))
+                continue
+            report["tasks"].setdefault(task, {})[split] = len(examples)
+            if examples.skipped:
+                report["warnings"].append(f"{path}: {examples.skipped} malformed training rows skipped")
+            if examples.labels is not None and not spec.is_regression:
+                counts = Counter(spec.labels[int(label)] for label in examples.labels)
+                report["labels"].setdefault(task, {})[split] = dict(sorted(counts.items()))
+    return report
+
+
+def format_check_report(report: dict) -> str:
+    lines = [f"{'task':<8} {'split':<6} {'examples':>9}  labels"]
+    for task, splits in report["tasks"].items():
+        for split, count in splits.items():
+            labels = report["labels"].get(task, {}).get(split, {})
+            distribution = " ".join(f"{name}:{n}" for name, n in labels.items())
+            lines.append(f"{task:<8} {split:<6} {count:>9}  {distribution}")
+    for title, key in (
+        ("missing (not fatal)", "missing"),
+        ("warnings", "warnings"),
+        ("PROBLEMS", "problems"),
+    ):
+        if report[key]:
+            lines.append(f"{title}:")
+            lines.extend(f"  {item}" for item in report[key])
+    return "\n".join(lines)
+
+
+@exits_cleanly_on_usage_error
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m camtl.data", description="GLUE data tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate a GLUE folder and count its examples")
+    check.add_argument("--data_dir", required=True)
+    check.add_argument(
+        "--tasks", nargs="+", default=None, help="default: every task, including mnli-mm and ax"
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+
+    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else list(TASKS)
+    report = check_data_dir(args.data_dir, tasks)
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("tasks", "problems", "missing", "warnings", "labels")}))
+    else:
+        print(format_check_report(report))
+    return 2 if report["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

