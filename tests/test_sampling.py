@@ -1,0 +1,117 @@
+from collections import Counter
+
+import pytest
+import torch
+
+from camtl.arguments import DataArguments
+from camtl.errors import UsageError
+from camtl.sampling import SAMPLERS, build_sampler, select_most_uncertain
+
+SIZES = [300, 60, 1200]  # three tasks of very different sizes
+
+
+def task_of(index: int) -> int:
+    return 0 if index < 300 else 1 if index < 360 else 2
+
+
+def epoch_task_counts(name: str, epochs: int = 1, **kwargs) -> Counter:
+    sampler = build_sampler(name, SIZES, 16, seed=3, **kwargs)
+    counts = Counter()
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            counts.update(task_of(i) for i in batch)
+    return counts
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_yields_full_batches_of_valid_indices_and_is_deterministic(name):
+    sampler = build_sampler(name, SIZES, 16, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    assert all(len(b) == sampler.batch_size for b in batches)
+    assert all(0 <= i < sum(SIZES) for b in batches for i in b)
+    assert batches == list(build_sampler(name, SIZES, 16, seed=1))
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+
+
+def test_proportional_covers_every_example_once_per_epoch():
+    batches = list(build_sampler("proportional", SIZES, 16, seed=0))
+    flat = [i for b in batches for i in b]
+    assert set(flat) == set(range(sum(SIZES)))
+    assert len(flat) - sum(SIZES) < 16  # only the wrapped tail repeats
+
+
+def test_sequential_runs_one_task_after_another():
+    batches = list(build_sampler("sequential", SIZES, 16, seed=0))
+    tasks = [task_of(b[0]) for b in batches]
+    assert all(len({task_of(i) for i in b}) == 1 for b in batches)
+    assert tasks == sorted(tasks)
+    assert Counter(tasks) == {0: 19, 1: 4, 2: 75}
+
+
+def test_uniform_draws_the_same_number_from_every_task():
+    counts = epoch_task_counts("uniform", percent_of_max_data_size=0.5)
+    per_task = 600  # half of the largest task
+    assert all(abs(counts[t] - per_task) <= 16 for t in range(3))
+
+
+def test_temperature_matches_n_to_the_one_over_t():
+    counts = epoch_task_counts("temperature", epochs=20, temperature=2.0)
+    weights = torch.tensor(SIZES, dtype=torch.float64) ** 0.5
+    expected = weights / weights.sum()
+    observed = torch.tensor([counts[t] for t in range(3)], dtype=torch.float64)
+    observed /= observed.sum()
+    assert torch.allclose(observed, expected, atol=0.01)
+
+
+def test_mt_uncertainty_pools_hold_one_batch_per_task():
+    sampler = build_sampler("mt-uncertainty", SIZES, 16, seed=0)
+    assert len(sampler) == -(-sum(SIZES) // 16)
+    for pool in sampler:
+        assert [task_of(i) for i in pool] == [0] * 16 + [1] * 16 + [2] * 16
+    uniform = build_sampler(
+        "mt-uncertainty", SIZES, 16, seed=0, uniform_mt_sampling=True, percent_of_max_data_size=0.5
+    )
+    assert len(uniform) == 3 * 600 // 16 + 1
+
+
+def test_selection_keeps_the_highest_weighted_entropies():
+    entropy = torch.tensor([0.9, 0.1, 0.6, 0.5, 0.2, 0.3])
+    task_ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    # task means 0.5, 0.55, 0.25 -> weights 0.909, 1, 0.4545; scores .818 .091 .6 .5 .091 .136
+    assert select_most_uncertain(entropy, task_ids, 3, 2).tolist() == [0, 2]
+    scores = entropy * torch.tensor([0.5, 0.5, 0.55, 0.55, 0.25, 0.25]) / 0.55
+    assert sorted(select_most_uncertain(entropy, task_ids, 3, 4).tolist()) == sorted(
+        scores.topk(4).indices.tolist()
+    )
+
+
+def test_selection_handles_all_zero_entropy():
+    keep = select_most_uncertain(torch.zeros(6), torch.tensor([0, 0, 1, 1, 2, 2]), 3, 3)
+    assert len(set(keep.tolist())) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, "proportional"),
+        ({"use_mt_uncertainty": True}, "mt-uncertainty"),
+        ({"uniform_mt_sampling": True}, "uniform"),
+        ({"use_mt_uncertainty": True, "uniform_mt_sampling": True}, "mt-uncertainty"),
+        ({"task_sampling": "temperature"}, "temperature"),
+        ({"task_sampling": "mt-uncertainty", "uniform_mt_sampling": True}, "mt-uncertainty"),
+    ],
+)
+def test_seed_flags_map_onto_one_sampler(kwargs, expected):
+    assert DataArguments(data_dir="x", **kwargs).resolve_sampler() == expected
+
+
+def test_conflicting_sampler_flags_are_refused():
+    with pytest.raises(UsageError, match="conflicts with --use_mt_uncertainty"):
+        DataArguments(data_dir="x", task_sampling="sequential", use_mt_uncertainty=True).resolve_sampler()
+    with pytest.raises(UsageError, match="unknown --task_sampling"):
+        DataArguments(data_dir="x", task_sampling="random").resolve_sampler()
+    with pytest.raises(UsageError, match="batch size must be positive"):
+        build_sampler("proportional", SIZES, 0, seed=0)
