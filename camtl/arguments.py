@@ -1,0 +1,172 @@
+"""Command-line arguments: model, data and training dataclasses for ``HfArgumentParser``.
+
+The training arguments extend transformers' ``TrainingArguments`` with the flags of the authors'
+README that modern transformers dropped; each is mapped onto its current equivalent with a
+one-line notice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from camtl.errors import UsageError
+from camtl.sampling import SAMPLERS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={
+            "help": "CA-MTL-base, CA-MTL-large, CA-MTL-mini (base layout on the bundled offline encoder), a "
+            "BERT name or directory (the multitask baseline), or a camtl checkpoint directory"
+        }
+    )
+    layout: str | None = field(
+        default=None,
+        metadata={"help": "Put a layout on the backbone: base, large or none (default: from the model name)"},
+    )
+    conditional_init: str | None = field(
+        default=None, metadata={"help": "Initialisation of the conditional modules: reference or identity"}
+    )
+    freeze_encoder_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "Freeze embeddings and encoder layers a-b (inclusive); conditional parts stay trainable"
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    data_dir: str = field(metadata={"help": "GLUE folder in the official layout (download_glue_data.py)"})
+    tasks: list[str] | None = field(
+        default=None, metadata={"help": "Tasks to train on (default: all nine GLUE tasks)", "nargs": "+"}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Sequences longer than this are truncated"})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the tokenized feature cache"})
+    features_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where tokenized features are cached (default ~/.cache/camtl/features)"},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use the first N training rows per task"}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N dev rows per task"})
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Use the first N test rows per task"}
+    )
+    task_sampling: str | None = field(
+        default=None, metadata={"help": f"Task sampler: {', '.join(SAMPLERS)} (default proportional)"}
+    )
+    use_mt_uncertainty: bool = field(
+        default=False, metadata={"help": "MT-Uncertainty sampling (same as --task_sampling mt-uncertainty)"}
+    )
+    uniform_mt_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Uniform epochs: alone, the uniform sampler; with MT-Uncertainty, its epoch length"
+        },
+    )
+    percent_of_max_data_size: float = field(
+        default=1.0,
+        metadata={"help": "Uniform sampling: examples per task = this fraction of the largest task"},
+    )
+    sampling_temperature: float = field(
+        default=2.0, metadata={"help": "Temperature sampling: p_t proportional to n_t ** (1 / T)"}
+    )
+
+    def resolve_sampler(self) -> str:
+        """Map --task_sampling and the reference's seed flags onto one sampler name."""
+        implied = (
+            "mt-uncertainty" if self.use_mt_uncertainty else "uniform" if self.uniform_mt_sampling else None
+        )
+        chosen = self.task_sampling
+        if chosen is not None and chosen not in SAMPLERS:
+            raise UsageError(f"unknown --task_sampling '{chosen}': choose from {', '.join(SAMPLERS)}")
+        if chosen is not None and implied is not None and chosen != implied and chosen != "mt-uncertainty":
+            flag = "--use_mt_uncertainty" if self.use_mt_uncertainty else "--uniform_mt_sampling"
+            raise UsageError(f"--task_sampling {chosen} conflicts with {flag}: keep one of them")
+        if not 0 < self.percent_of_max_data_size <= 10:
+            raise UsageError(
+                f"--percent_of_max_data_size must be in (0, 10], got {self.percent_of_max_data_size}"
+            )
+        return chosen or implied or "proportional"
+
+
+@dataclass
+class CaMtlTrainingArguments(TrainingArguments):
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device"})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device"})
+    report_to: None | str | list[str] = field(
+        default="tensorboard",
+        metadata={"help": "Integrations to log to (default tensorboard; 'none' for none)"},
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow training into a non-empty output directory"}
+    )
+    warmup_proportion: float | None = field(
+        default=None, metadata={"help": "Linear warmup over this fraction of the steps (default 0.1)"}
+    )
+    # Flags of the reference README that transformers dropped: accepted and mapped in __post_init__.
+    evaluate_during_training: bool = field(default=False, metadata={"help": "Evaluate every --logging_steps"})
+    per_gpu_train_batch_size: int | None = field(
+        default=None, metadata={"help": "Old name of the batch size"}
+    )
+    per_gpu_eval_batch_size: int | None = field(
+        default=None, metadata={"help": "Old name of the eval batch size"}
+    )
+    fp16_opt_level: str | None = field(default=None, metadata={"help": "Apex level: accepted, unnecessary"})
+    tpu_num_cores: int | None = field(default=None, metadata={"help": "TPU cores (set by xla_spawn.py)"})
+    tpu_metrics_debug: bool = field(default=False, metadata={"help": "Print TPU debug metrics"})
+    logging_dir: str | None = field(
+        default=None, metadata={"help": "TensorBoard log dir (default OUTPUT_DIR/runs)"}
+    )
+    no_cuda: bool = field(default=False, metadata={"help": "Old name of --use_cpu"})
+
+    def __post_init__(self):
+        if self.per_gpu_train_batch_size is not None:
+            logger.warning("--per_gpu_train_batch_size is --per_device_train_batch_size now; using it")
+            self.per_device_train_batch_size = self.per_gpu_train_batch_size
+        if self.per_gpu_eval_batch_size is not None:
+            logger.warning("--per_gpu_eval_batch_size is --per_device_eval_batch_size now; using it")
+            self.per_device_eval_batch_size = self.per_gpu_eval_batch_size
+        if self.evaluate_during_training:
+            logger.warning(
+                "--evaluate_during_training: evaluating every --logging_steps (%s)", self.logging_steps
+            )
+            self.eval_strategy = "steps"
+            self.eval_steps = self.logging_steps
+        if self.fp16_opt_level is not None:
+            logger.warning(
+                "--fp16_opt_level is ignored: mixed precision uses torch.amp, NVIDIA apex is not needed"
+            )
+        if self.no_cuda:
+            logger.warning("--no_cuda is --use_cpu now; using it")
+            self.use_cpu = True
+        if self.tpu_metrics_debug:
+            self.debug = "tpu_metrics_debug"
+        if self.warmup_proportion is not None:
+            if not 0 <= self.warmup_proportion < 1:
+                raise UsageError(f"--warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
+            self.warmup_steps = self.warmup_proportion
+        elif self.warmup_steps == 0:
+            self.warmup_steps = 0.1  # the paper's 10% linear warmup
+        if self.output_dir is not None:
+            self.logging_dir = self.logging_dir or os.path.join(self.output_dir, "runs")
+            os.environ["TENSORBOARD_LOGGING_DIR"] = self.logging_dir
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.learning_rate < 0:
+            raise UsageError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        super().__post_init__()

@@ -1,0 +1,193 @@
+"""Multi-task training on top of the HF Trainer.
+
+What is CA-MTL's own lives here: batches come from a task sampler (camtl.sampling); with
+MT-Uncertainty each step scores a pool of candidates without gradients and trains on the most
+uncertain ones; evaluation covers every task's dev split and keeps ONE model-selection rule
+(the GLUE average); the task mix is logged. Optimisation, schedules, mixed precision,
+checkpoints, distributed training and logging integrations are the Trainer's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader
+from transformers import Trainer
+
+from camtl.evaluation import evaluate_tasks
+from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
+from camtl.metrics import format_results_table
+from camtl.sampling import TaskSampler, select_most_uncertain
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_STATE_FILE = "sampling_state.pt"
+
+
+class TaskUsage:
+    """Examples drawn per task and which distinct examples were trained on, kept on the device."""
+
+    def __init__(self, task_names: list[str], task_sizes: list[int]):
+        self.task_names = task_names
+        self.task_sizes = torch.tensor(task_sizes)
+        self.offsets = torch.tensor([0, *task_sizes]).cumsum(0)[:-1]
+        self.drawn = torch.zeros(len(task_sizes), dtype=torch.long)
+        self.seen = torch.zeros(sum(task_sizes), dtype=torch.bool)
+        self.selection_seconds = 0.0
+
+    def to(self, device: torch.device) -> TaskUsage:
+        self.offsets, self.drawn, self.seen = (
+            self.offsets.to(device),
+            self.drawn.to(device),
+            self.seen.to(device),
+        )
+        return self
+
+    def record(self, task_ids: torch.Tensor, example_index: torch.Tensor) -> None:
+        if self.drawn.device != task_ids.device:
+            self.to(task_ids.device)
+        self.drawn += torch.bincount(task_ids, minlength=len(self.drawn))
+        self.seen[self.offsets[task_ids] + example_index] = True
+
+    def summary(self) -> dict[str, float]:
+        seen_per_task = torch.zeros(len(self.drawn), dtype=torch.long)
+        seen_per_task.index_add_(
+            0, torch.repeat_interleave(torch.arange(len(self.drawn)), self.task_sizes), self.seen.long().cpu()
+        )
+        logs = {}
+        for t, name in enumerate(self.task_names):
+            logs[f"sampling/{name}/examples_drawn"] = int(self.drawn[t])
+            logs[f"sampling/{name}/percent_used"] = round(
+                100.0 * int(seen_per_task[t]) / int(self.task_sizes[t]), 2
+            )
+        logs["sampling/percent_used_all"] = round(100.0 * int(self.seen.sum()) / len(self.seen), 2)
+        logs["sampling/selection_seconds"] = round(self.selection_seconds, 3)
+        return logs
+
+    def state_dict(self) -> dict:
+        return {
+            "drawn": self.drawn.cpu(),
+            "seen": self.seen.cpu(),
+            "selection_seconds": self.selection_seconds,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.drawn, self.seen = state["drawn"].to(self.drawn.device), state["seen"].to(self.seen.device)
+        self.selection_seconds = float(state["selection_seconds"])
+
+
+class CaMtlTrainer(Trainer):
+    """HF Trainer with task-sampled batches, MT-Uncertainty selection and GLUE evaluation."""
+
+    def __init__(
+        self,
+        *args,
+        train_sets: dict[str, TaskFeatures] | None = None,
+        dev_sets: dict[str, TaskFeatures] | None = None,
+        task_sampler: TaskSampler | None = None,
+        collator: MultiTaskCollator,
+        **kwargs,
+    ):
+        # eval_dataset only satisfies the Trainer's checks: evaluate() below reads self.dev_sets.
+        super().__init__(*args, data_collator=collator, eval_dataset=dev_sets or None, **kwargs)
+        self.collator = collator
+        self.dev_sets = dev_sets or {}
+        self.task_sampler = task_sampler
+        self.evaluations: list[dict] = []
+        if train_sets:
+            datasets = [TaskDataset(f, self.model.task_index(name)) for name, f in train_sets.items()]
+            self.train_dataset = ConcatDataset(datasets)
+            self.usage = TaskUsage(list(train_sets), [len(f) for f in train_sets.values()])
+
+    def get_train_dataloader(self) -> DataLoader:
+        loader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.task_sampler,
+            collate_fn=self.collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        example_index = inputs.pop("example_index")
+        if self.task_sampler is not None and self.task_sampler.scores_candidates:
+            inputs, example_index = self.select_uncertain_candidates(model, inputs, example_index)
+        self.usage.record(inputs["task_ids"], example_index)
+        outputs = model(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def select_uncertain_candidates(
+        self, model, pool: dict, example_index: torch.Tensor
+    ) -> tuple[dict, torch.Tensor]:
+        """Score the pool with the current model (no gradients) and keep the most uncertain examples."""
+        started = time.perf_counter()
+        scorer = self.accelerator.unwrap_model(model)
+        scorer.eval()
+        with torch.no_grad():
+            entropy = scorer(**{k: v for k, v in pool.items() if k != "labels"}).entropy.float()
+        scorer.train()
+        keep = select_most_uncertain(
+            entropy, pool["task_ids"], len(scorer.config.tasks), self.task_sampler.selected_per_step
+        )
+        selected = {k: v[keep] for k, v in pool.items()}
+        # Trim the padding the selected examples do not need (one host sync per step).
+        length = int(selected["attention_mask"].sum(1).max())
+        for key in ("input_ids", "token_type_ids", "attention_mask"):
+            selected[key] = selected[key][:, :length]
+        self.usage.selection_seconds += time.perf_counter() - started
+        return selected, example_index[keep]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and hasattr(self, "usage"):
+            logs.update(self.usage.summary())
+        super().log(logs, start_time)
+
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
+        """Every dev set, metrics per task and the GLUE average; the best step is chosen by that average."""
+        results = evaluate_tasks(
+            self.model,
+            self.dev_sets,
+            self.collator,
+            self.args.per_device_eval_batch_size,
+            autocast=self.autocast_smart_context_manager,
+        )
+        record = {"step": self.state.global_step, "results": results}
+        self.evaluations.append(record)
+        metrics = {f"{metric_key_prefix}_glue_average": results["glue_average"]}
+        for task, values in results.items():
+            if isinstance(values, dict):
+                metrics.update(
+                    {f"{metric_key_prefix}_{task}_{name}": value for name, value in values.items()}
+                )
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        if self.is_world_process_zero():
+            logger.info("evaluation at step %d\n%s", self.state.global_step, format_results_table(results))
+        return metrics
+
+    def best_evaluation(self) -> dict | None:
+        """The evaluation with the highest GLUE average (the one selection rule), earliest on ties."""
+        return max(self.evaluations, key=lambda e: e["results"]["glue_average"], default=None)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if hasattr(self, "usage") and self.is_world_process_zero():
+            checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            torch.save(self.usage.state_dict(), checkpoint / SAMPLING_STATE_FILE)
+            (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
+
+    def load_sampling_state(self, checkpoint: str) -> None:
+        """Restore the task-usage counters and evaluation history saved with a checkpoint."""
+        state_file = Path(checkpoint) / SAMPLING_STATE_FILE
+        if state_file.exists():
+            self.usage.load_state_dict(torch.load(state_file, weights_only=True))
+        history = Path(checkpoint) / "evaluations.json"
+        if history.exists():
+            self.evaluations = json.loads(history.read_text())

@@ -1,0 +1,291 @@
+"""Train, evaluate and predict CA-MTL on GLUE: ``python run.py [flags]`` or ``python run.py config.json``.
+
+This file only wires the command line to camtl's data, model, training and evaluation modules.
+Every check of the user's input runs before the model or the data are loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser
+from transformers import logging as hf_logging
+from transformers.trainer_utils import get_last_checkpoint
+
+from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+from camtl.data import require_split, split_path
+from camtl.errors import UsageError, exits_cleanly_on_usage_error
+from camtl.evaluation import predict_tasks
+from camtl.features import MultiTaskCollator, load_features
+from camtl.metrics import format_results_table
+from camtl.model import (
+    format_parameter_report,
+    freeze_encoder_layers,
+    load_model,
+    load_tokenizer,
+    parameter_report,
+)
+from camtl.sampling import build_sampler
+from camtl.submission import write_submission
+from camtl.tasks import TASKS, evaluation_tasks, prediction_tasks, resolve_tasks
+from camtl.training import CaMtlTrainer
+
+logger = logging.getLogger("camtl")
+
+
+class ArgumentParser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see python run.py --help)")
+
+
+def config_file_to_flags(path: Path) -> list[str]:
+    """A JSON config {flag: value} as command-line flags, so it gets the same parsing and checks."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read the config file {path}: {error}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"the config file {path} must hold one JSON object of flag names to values")
+    flags = []
+    for key, value in config.items():
+        if value is not None:
+            flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
+    return flags
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaMtlTrainingArguments]:
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        argv = config_file_to_flags(Path(argv[0]))
+    parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # TrainingArguments' own checks
+        raise UsageError(str(error).splitlines()[0]) from None
+
+
+def checkpoint_tasks(model_name_or_path: str) -> list[str] | None:
+    """The tasks a camtl checkpoint was trained on (the default --tasks when predicting from it)."""
+    config_file = Path(model_name_or_path) / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return None  # not a readable checkpoint: load_model says why
+    return config.get("tasks") if config.get("model_type") == "camtl" else None
+
+
+def resolve_resume(args: CaMtlTrainingArguments) -> str | None:
+    """The checkpoint to resume from: an explicit directory, or ``latest`` in --output_dir."""
+    resume = args.resume_from_checkpoint
+    if resume is None:
+        return None
+    if resume.lower() in ("latest", "true"):
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        if last is None:
+            raise UsageError(
+                f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir}"
+            )
+        return last
+    if not (Path(resume) / "trainer_state.json").is_file():
+        raise UsageError(
+            f"--resume_from_checkpoint {resume} is not a training checkpoint (no trainer_state.json)"
+        )
+    return resume
+
+
+def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
+    """Everything that can be checked without loading the model or the data."""
+    if not (args.do_train or args.do_eval or args.do_predict):
+        raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
+    if args.fp16 and not torch.cuda.is_available():
+        raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 (or neither)")
+    if not Path(data_args.data_dir).is_dir():
+        raise UsageError(
+            f"--data_dir {data_args.data_dir} does not exist: download GLUE with download_glue_data.py"
+        )
+    if not any(Path(data_args.data_dir).iterdir()):
+        raise UsageError(
+            f"--data_dir {data_args.data_dir} is empty: download GLUE with download_glue_data.py"
+        )
+    if data_args.max_seq_length <= 2:
+        raise UsageError(f"--max_seq_length must be above 2, got {data_args.max_seq_length}")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        value = getattr(data_args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} must be positive, got {value}")
+    resume = resolve_resume(args) if args.do_train else None
+    output_dir = Path(args.output_dir)
+    if (
+        args.do_train
+        and output_dir.is_dir()
+        and any(output_dir.iterdir())
+        and not (args.overwrite_output_dir or resume)
+    ):
+        raise UsageError(
+            f"--output_dir {output_dir} is not empty: add --overwrite_output_dir, "
+            "--resume_from_checkpoint latest, or choose another directory"
+        )
+    if args.do_train:
+        for task in tasks:
+            require_split(data_args.data_dir, task, "train", needed_by="--do_train")
+    if args.do_eval or args.eval_strategy != "no":
+        for task in evaluation_tasks(tasks):
+            require_split(data_args.data_dir, task, "dev", needed_by="--do_eval")
+    return resume
+
+
+def main_process(args: CaMtlTrainingArguments) -> bool:
+    return args.process_index == 0
+
+
+@exits_cleanly_on_usage_error
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if main_process(args) else logging.WARNING,
+    )
+    hf_logging.set_verbosity_warning()
+
+    saved_tasks = checkpoint_tasks(model_args.model_name_or_path)
+    tasks = resolve_tasks(data_args.tasks) if data_args.tasks or not saved_tasks else saved_tasks
+    sampler_name = data_args.resolve_sampler()
+    resume = check_inputs(model_args, data_args, args, tasks)
+
+    model = load_model(
+        model_args.model_name_or_path,
+        tasks,
+        layout=model_args.layout,
+        max_seq_length=data_args.max_seq_length,
+        conditional_init=model_args.conditional_init,
+    )
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    if model_args.freeze_encoder_layers:
+        freeze_encoder_layers(model, model_args.freeze_encoder_layers)
+    report = parameter_report(model)
+    if main_process(args):
+        logger.info("model parameters\n%s", format_parameter_report(report))
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+
+    def features(task: str, split: str, limit: int | None):
+        return load_features(
+            data_args.data_dir,
+            task,
+            split,
+            tokenizer,
+            data_args.max_seq_length,
+            cache_dir=data_args.features_cache_dir,
+            max_examples=limit,
+            overwrite_cache=data_args.overwrite_cache,
+        )
+
+    train_sets = (
+        {t: features(t, "train", data_args.max_train_samples) for t in tasks} if args.do_train else {}
+    )
+    needs_dev = args.do_eval or args.eval_strategy != "no"
+    dev_sets = (
+        {t: features(t, "dev", data_args.max_eval_samples) for t in evaluation_tasks(tasks)}
+        if needs_dev
+        else {}
+    )
+    sampler = None
+    if args.do_train:
+        sampler = build_sampler(
+            sampler_name,
+            [len(f) for f in train_sets.values()],
+            args.per_device_train_batch_size,
+            args.data_seed if args.data_seed is not None else args.seed,
+            percent_of_max_data_size=data_args.percent_of_max_data_size,
+            temperature=data_args.sampling_temperature,
+            uniform_mt_sampling=data_args.uniform_mt_sampling,
+        )
+        logger.info("task sampling: %s, %d steps per epoch", sampler_name, len(sampler))
+
+    collator = MultiTaskCollator(tokenizer.pad_token_id)
+    trainer = CaMtlTrainer(
+        model=model,
+        args=args,
+        train_sets=train_sets,
+        dev_sets=dev_sets,
+        task_sampler=sampler,
+        collator=collator,
+        processing_class=tokenizer,
+    )
+    output_dir = Path(args.output_dir)
+    if main_process(args):
+        (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
+
+    if args.do_train:
+        if resume:
+            trainer.load_sampling_state(resume)
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()
+        if main_process(args):
+            usage = trainer.usage.summary()
+            (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
+
+    if args.do_eval:
+        evaluated_now = trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
+        if not evaluated_now:
+            trainer.evaluate()
+        if main_process(args):
+            write_evaluation_report(trainer, output_dir)
+
+    if args.do_predict:
+        predict(trainer, tasks, data_args, features, collator, output_dir, main_process(args))
+
+
+def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
+    """eval_results.json: the last evaluation; eval_history.json: all of them and the best by GLUE average."""
+    last = trainer.evaluations[-1]
+    best = trainer.best_evaluation()
+    (output_dir / "eval_results.json").write_text(json.dumps(last["results"], indent=2))
+    history = {"evaluations": trainer.evaluations, "best": {"rule": "highest glue_average", **best}}
+    checkpoint = output_dir / f"checkpoint-{best['step']}"
+    if checkpoint.is_dir():
+        history["best"]["checkpoint"] = str(checkpoint)
+    (output_dir / "eval_history.json").write_text(json.dumps(history, indent=2))
+    print(format_results_table(last["results"]))
+    if len(trainer.evaluations) > 1:
+        score = best["results"]["glue_average"]
+        print(f"best evaluation (highest GLUE average): step {best['step']}, {score:.4f}")
+
+
+def predict(trainer, tasks, data_args, features, collator, output_dir: Path, is_main: bool) -> None:
+    """Write the GLUE leaderboard files for every task whose test split exists, then zip them."""
+    available, missing = [], []
+    for task in prediction_tasks(tasks):
+        (available if split_path(data_args.data_dir, task, "test").is_file() else missing).append(task)
+    if missing:
+        files = ", ".join(str(split_path(data_args.data_dir, t, "test")) for t in missing)
+        logger.warning(
+            "no test file for %s (%s): their submission files are not written", ", ".join(missing), files
+        )
+    test_sets = {task: features(task, "test", data_args.max_predict_samples) for task in available}
+    predictions = predict_tasks(
+        trainer.model,
+        test_sets,
+        collator,
+        trainer.args.per_device_eval_batch_size,
+        autocast=trainer.autocast_smart_context_manager,
+    )
+    if is_main and predictions:
+        archive = write_submission(predictions, output_dir)
+        logger.info(
+            "GLUE submission: %s (%s)", archive, ", ".join(TASKS[t].submission_file for t in predictions)
+        )
+
+
+def _mp_fn(index: int) -> None:
+    """Entry point for torch_xla's xla_spawn.py launcher (one process per TPU core)."""
+    main()
+
+
+if __name__ == "__main__":
+    main()
