@@ -11,7 +11,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
+from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
 from camtl.sampling import SAMPLERS
@@ -157,6 +159,9 @@ class CaMtlTrainingArguments(TrainingArguments):
             self.warmup_steps = self.warmup_proportion
         elif self.warmup_steps == 0:
             self.warmup_steps = 0.1  # the paper's 10% linear warmup
+        if not (torch.cuda.is_available() or torch.backends.mps.is_available() or is_torch_xla_available()):
+            # CPU-only machine: accelerate needs cpu=True for gloo DDP under torchrun and for bf16 autocast.
+            self.use_cpu = True
         if self.output_dir is not None:
             self.logging_dir = self.logging_dir or os.path.join(self.output_dir, "runs")
             os.environ["TENSORBOARD_LOGGING_DIR"] = self.logging_dir

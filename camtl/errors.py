@@ -12,19 +12,32 @@ EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable[..., object])
 
 
-class UsageError(Exception):
+class CamtlError(Exception):
+    """An error reported to the user as one line, without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(CamtlError):
     """Bad input from the user: the message names the problem and the fix."""
+
+    exit_code = EXIT_USAGE
+
+
+class TrainingDiverged(CamtlError):
+    """The loss became NaN or infinite: training stops instead of learning from garbage."""
 
 
 def exits_cleanly_on_usage_error(main: F) -> F:
-    """Wrap a command-line entry point: a UsageError becomes one line on stderr and exit code 2."""
+    """Wrap a command-line entry point: a CamtlError becomes one line on stderr and its exit code
+    (2 for bad input)."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except UsageError as error:
+        except CamtlError as error:
             print(f"error: {error}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
+            sys.exit(error.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 from transformers import Trainer
 
+from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
-from camtl.metrics import format_results_table
 from camtl.sampling import TaskSampler, select_most_uncertain
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,18 @@ class CaMtlTrainer(Trainer):
             inputs, example_index = self.select_uncertain_candidates(model, inputs, example_index)
         self.usage.record(inputs["task_ids"], example_index)
         outputs = model(**inputs)
+        # The fp16 grad scaler skips non-finite steps itself; otherwise a NaN would silently ruin the weights.
+        if not self.args.fp16 and not torch.isfinite(outputs.loss):
+            raise self.divergence(outputs.loss, inputs["task_ids"])
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def divergence(self, loss: torch.Tensor, task_ids: torch.Tensor) -> TrainingDiverged:
+        tasks = sorted({self.model.config.tasks[t] for t in task_ids.tolist()})
+        step = self.state.global_step + 1
+        return TrainingDiverged(
+            f"the loss is {loss.item()} at step {step} on a batch of {', '.join(tasks)}:"
+            " lower --learning_rate or raise --warmup_proportion; earlier checkpoints are intact"
+        )
 
     def select_uncertain_candidates(
         self, model, pool: dict, example_index: torch.Tensor
@@ -169,7 +180,9 @@ class CaMtlTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         if self.is_world_process_zero():
-            logger.info("evaluation at step %d\n%s", self.state.global_step, format_results_table(results))
+            logger.info(
+                "evaluation at step %d: GLUE average %.4f", self.state.global_step, results["glue_average"]
+            )
         return metrics
 
     def best_evaluation(self) -> dict | None:

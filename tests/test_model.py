@@ -18,6 +18,7 @@ from camtl.model import (
     CaMtlConfig,
     CaMtlLayer,
     CaMtlModel,
+    CaMtlSelfAttention,
     LayerRole,
     freeze_encoder_layers,
     layer_roles,
@@ -129,6 +130,46 @@ def test_plain_layer_equals_hf_bert_layer():
     expected = bert.encoder.layer[1](hidden_states, additive_mask)
     actual = layer(hidden_states, (attention_mask == 0)[:, None, None, :], None)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_conditional_attention_equals_an_example_by_example_restatement():
+    config = CaMtlConfig(
+        layout="base",
+        backbone=tiny_bert().to_diff_dict(),
+        tasks=TASKS,
+        max_seq_length=10,
+        attention_bias_blocks=3,
+    )
+    attention = CaMtlSelfAttention(
+        config.backbone_config, LayerRole(conditional_attention=True), config
+    ).eval()
+    bias = attention.attention_bias
+    with torch.no_grad():
+        bias.blocks.normal_()
+        bias.film.projection.weight.normal_(0, 0.3)
+    hidden_states, z = torch.randn(3, 8, 32), torch.randn(3, 32)
+    attention_mask = torch.ones(3, 8, dtype=torch.long)
+    attention_mask[2, 5:] = 0
+    actual = attention(hidden_states, (attention_mask == 0)[:, None, None, :], z)
+
+    s = bias.block_size  # ceil(10 / 3) = 4: blocks padded to 12, cropped to 10, then to the batch's 8
+    for row in range(3):
+        gamma, beta = bias.film.projection(z[row]).chunk(2)
+        blocks = [
+            (1 + gamma[n * s : (n + 1) * s]) * bias.blocks[n] + beta[n * s : (n + 1) * s] for n in range(3)
+        ]
+        block_bias = torch.block_diag(*blocks)[:8, :8]
+        heads = []
+        for head in range(4):
+            columns = slice(head * 8, (head + 1) * 8)
+            q = hidden_states[row] @ attention.query.weight[columns].T + attention.query.bias[columns]
+            k = hidden_states[row] @ attention.key.weight[columns].T + attention.key.bias[columns]
+            v = hidden_states[row] @ attention.value.weight[columns].T + attention.value.bias[columns]
+            scores = q @ k.T / math.sqrt(8) + block_bias
+            scores = scores.masked_fill(attention_mask[row][None, :] == 0, -1e30)
+            weights = scores.exp() / scores.exp().sum(-1, keepdim=True)
+            heads.append(weights @ v)
+        torch.testing.assert_close(actual[row], torch.cat(heads, dim=-1), atol=1e-5, rtol=1e-5)
 
 
 def test_layout_none_has_no_conditional_module():
