@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
         if needs_dev
         else {}
     )
+    predicted = available_test_tasks(tasks, data_args) if args.do_predict else []
+    test_sets = {t: features(t, "test", data_args.max_predict_samples) for t in predicted}
     sampler = None
     if args.do_train:
         sampler = build_sampler(
@@ -238,7 +240,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
             write_evaluation_report(trainer, output_dir)
 
     if args.do_predict:
-        predict(trainer, tasks, data_args, features, collator, output_dir, main_process(args))
+        predict(trainer, test_sets, collator, output_dir, main_process(args))
     return trainer
 
 
@@ -258,8 +260,8 @@ def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
         print(f"best evaluation (highest GLUE average): step {best['step']}, {score:.4f}")
 
 
-def predict(trainer, tasks, data_args, features, collator, output_dir: Path, is_main: bool) -> None:
-    """Write the GLUE leaderboard files for every task whose test split exists, then zip them."""
+def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str]:
+    """Tasks to predict whose test file exists; a warning names the missing ones (GLUE mirrors lack some)."""
     available, missing = [], []
     for task in prediction_tasks(tasks):
         (available if split_path(data_args.data_dir, task, "test").is_file() else missing).append(task)
@@ -268,7 +270,11 @@ def predict(trainer, tasks, data_args, features, collator, output_dir: Path, is_
         logger.warning(
             "no test file for %s (%s): their submission files are not written", ", ".join(missing), files
         )
-    test_sets = {task: features(task, "test", data_args.max_predict_samples) for task in available}
+    return available
+
+
+def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, is_main: bool) -> None:
+    """Write the GLUE leaderboard files for every task with a test split, then zip them."""
     predictions = predict_tasks(
         trainer.model,
         test_sets,
