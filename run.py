@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
             trainer.load_sampling_state(resume)
         trainer.train(resume_from_checkpoint=resume)
         trainer.save_model()
+        usage = trainer.sampling_summary()
         if main_process(args):
-            usage = trainer.usage.summary()
             (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
 
     if args.do_eval:

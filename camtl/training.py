@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,7 +26,9 @@ from camtl.sampling import TaskSampler, select_most_uncertain
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_STATE_FILE = "sampling_state.pt"
+
+def sampling_state_file(rank: int) -> str:
+    return "sampling_state.pt" if rank == 0 else f"sampling_state_rank{rank}.pt"
 
 
 class TaskUsage:
@@ -53,18 +56,19 @@ class TaskUsage:
         self.drawn += torch.bincount(task_ids, minlength=len(self.drawn))
         self.seen[self.offsets[task_ids] + example_index] = True
 
-    def summary(self) -> dict[str, float]:
-        seen_per_task = torch.zeros(len(self.drawn), dtype=torch.long)
-        seen_per_task.index_add_(
-            0, torch.repeat_interleave(torch.arange(len(self.drawn)), self.task_sizes), self.seen.long().cpu()
-        )
+    def summary(self, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> dict[str, float]:
+        """Counters for logging; ``reduce`` sums a tensor over ranks in distributed training."""
+        drawn = reduce(self.drawn.clone()).cpu()
+        seen = reduce(self.seen.int()).cpu() > 0
+        task_of_example = torch.repeat_interleave(torch.arange(len(drawn)), self.task_sizes)
+        seen_per_task = torch.zeros(len(drawn), dtype=torch.long).index_add_(0, task_of_example, seen.long())
         logs = {}
         for t, name in enumerate(self.task_names):
-            logs[f"sampling/{name}/examples_drawn"] = int(self.drawn[t])
+            logs[f"sampling/{name}/examples_drawn"] = int(drawn[t])
             logs[f"sampling/{name}/percent_used"] = round(
                 100.0 * int(seen_per_task[t]) / int(self.task_sizes[t]), 2
             )
-        logs["sampling/percent_used_all"] = round(100.0 * int(self.seen.sum()) / len(self.seen), 2)
+        logs["sampling/percent_used_all"] = round(100.0 * int(seen.sum()) / len(seen), 2)
         logs["sampling/selection_seconds"] = round(self.selection_seconds, 3)
         return logs
 
@@ -155,8 +159,12 @@ class CaMtlTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and hasattr(self, "usage"):
-            logs.update(self.usage.summary())
+            logs.update(self.sampling_summary())
         super().log(logs, start_time)
+
+    def sampling_summary(self) -> dict[str, float]:
+        """Task-usage counters summed over all ranks (a collective: every rank must call it)."""
+        return self.usage.summary(lambda t: self.accelerator.reduce(t, "sum"))
 
     def evaluate(
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
@@ -191,14 +199,16 @@ class CaMtlTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if hasattr(self, "usage") and self.is_world_process_zero():
-            checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
-            torch.save(self.usage.state_dict(), checkpoint / SAMPLING_STATE_FILE)
+        checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if hasattr(self, "usage"):  # every rank keeps its own counters
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            torch.save(self.usage.state_dict(), checkpoint / sampling_state_file(self.args.process_index))
+        if self.is_world_process_zero():
             (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
 
     def load_sampling_state(self, checkpoint: str) -> None:
         """Restore the task-usage counters and evaluation history saved with a checkpoint."""
-        state_file = Path(checkpoint) / SAMPLING_STATE_FILE
+        state_file = Path(checkpoint) / sampling_state_file(self.args.process_index)
         if state_file.exists():
             self.usage.load_state_dict(torch.load(state_file, weights_only=True))
         history = Path(checkpoint) / "evaluations.json"

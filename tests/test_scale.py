@@ -85,6 +85,9 @@ def test_two_process_torchrun_keeps_ranks_identical_and_writes_once(tiny_bert, t
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+    usage = json.loads((out / "sampling_summary.json").read_text())
+    drawn = sum(v for k, v in usage.items() if k.endswith("/examples_drawn"))
+    assert drawn == 4 * 4 * 2  # steps x batch x ranks: the counters are summed over ranks
     saved = load_file(out / "model.safetensors")
     digest = hashlib.sha256()
     for name, tensor in sorted(saved.items()):
