@@ -26,6 +26,8 @@ from camtl.sampling import TaskSampler, select_most_uncertain
 
 logger = logging.getLogger(__name__)
 
+TOKEN_FIELDS = ("input_ids", "token_type_ids", "attention_mask")
+
 
 def sampling_state_file(rank: int) -> str:
     return "sampling_state.pt" if rank == 0 else f"sampling_state_rank{rank}.pt"
@@ -139,21 +141,30 @@ class CaMtlTrainer(Trainer):
     def select_uncertain_candidates(
         self, model, pool: dict, example_index: torch.Tensor
     ) -> tuple[dict, torch.Tensor]:
-        """Score the pool with the current model (no gradients) and keep the most uncertain examples."""
+        """Score the pool with the current model (no gradients) and keep the most uncertain examples.
+
+        The T x b candidates are scored in T chunks of b sorted by length, each trimmed to its own
+        longest example, so short-sentence tasks do not pay for the padding of long ones.
+        """
         started = time.perf_counter()
         scorer = self.accelerator.unwrap_model(model)
+        chunk = self.task_sampler.selected_per_step
+        lengths = pool["attention_mask"].sum(1)
+        order = torch.argsort(lengths, descending=True)
+        chunk_lengths = lengths[order[::chunk]].tolist()  # the one host sync of the selection
+        entropy = torch.empty(len(order), device=lengths.device)
         scorer.eval()
         with torch.no_grad():
-            entropy = scorer(**{k: v for k, v in pool.items() if k != "labels"}).entropy.float()
+            for start, length in zip(range(0, len(order), chunk), chunk_lengths, strict=True):
+                rows = order[start : start + chunk]
+                inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
+                entropy[rows] = scorer(**inputs, task_ids=pool["task_ids"][rows]).entropy.float()
         scorer.train()
-        keep = select_most_uncertain(
-            entropy, pool["task_ids"], len(scorer.config.tasks), self.task_sampler.selected_per_step
-        )
-        selected = {k: v[keep] for k, v in pool.items()}
-        # Trim the padding the selected examples do not need (one host sync per step).
-        length = int(selected["attention_mask"].sum(1).max())
-        for key in ("input_ids", "token_type_ids", "attention_mask"):
-            selected[key] = selected[key][:, :length]
+        keep = select_most_uncertain(entropy, pool["task_ids"], len(scorer.config.tasks), chunk)
+        selected = {key: value[keep] for key, value in pool.items()}
+        longest = int(lengths[keep].max())
+        for key in TOKEN_FIELDS:
+            selected[key] = selected[key][:, :longest]
         self.usage.selection_seconds += time.perf_counter() - started
         return selected, example_index[keep]
 

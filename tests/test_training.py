@@ -1,0 +1,88 @@
+"""The trainer's MT-Uncertainty step and task-usage counters, on the tiny model and the fixtures."""
+
+from pathlib import Path
+
+import torch
+
+from camtl.arguments import CaMtlTrainingArguments
+from camtl.features import MultiTaskCollator, TaskDataset, load_features
+from camtl.model import load_model, load_tokenizer
+from camtl.sampling import build_sampler
+from camtl.training import CaMtlTrainer, TaskUsage
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
+TASKS = ["cola", "mrpc", "sts-b", "mnli"]
+
+
+def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_path):
+    torch.manual_seed(0)
+    model = load_model(str(tiny_bert), TASKS, layout="base", max_seq_length=64)
+    tokenizer = load_tokenizer(str(tiny_bert))
+    train_sets = {t: load_features(FIXTURES, t, "train", tokenizer, 64, cache_dir=tmp_path) for t in TASKS}
+    b = 3
+    sampler = build_sampler("mt-uncertainty", [len(f) for f in train_sets.values()], b, seed=0)
+    collator = MultiTaskCollator(tokenizer.pad_token_id)
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    trainer = CaMtlTrainer(
+        model=model, args=args, train_sets=train_sets, task_sampler=sampler, collator=collator
+    )
+    pool_indices = next(iter(sampler))
+    pool = collator([trainer.train_dataset[i] for i in pool_indices])
+    example_index = pool.pop("example_index")
+
+    selected, kept_index = trainer.select_uncertain_candidates(model, dict(pool), example_index)
+
+    # Re-state Algorithm 1 example by example, each candidate unpadded.
+    model.eval()
+    with torch.no_grad():
+        entropy = torch.stack(
+            [
+                model(
+                    input_ids=pool["input_ids"][i : i + 1, : int(pool["attention_mask"][i].sum())],
+                    token_type_ids=pool["token_type_ids"][i : i + 1, : int(pool["attention_mask"][i].sum())],
+                    task_ids=pool["task_ids"][i : i + 1],
+                ).entropy[0]
+                for i in range(len(pool_indices))
+            ]
+        )
+    task_means = entropy.view(len(TASKS), b).mean(1)
+    scores = entropy * (task_means / task_means.max()).repeat_interleave(b)
+    expected = set(scores.topk(b).indices.tolist())
+    assert len(selected["input_ids"]) == b
+    assert {(int(t), int(e)) for t, e in zip(selected["task_ids"], kept_index, strict=True)} == {
+        (int(pool["task_ids"][i]), int(example_index[i])) for i in expected
+    }
+    # The selected batch is trimmed to its own longest example.
+    assert selected["input_ids"].shape[1] == int(selected["attention_mask"].sum(1).max())
+    assert trainer.usage.selection_seconds > 0
+
+
+def test_task_usage_counts_draws_and_distinct_examples():
+    usage = TaskUsage(["rte", "cola"], [4, 10])
+    usage.record(torch.tensor([0, 0, 1]), torch.tensor([1, 1, 9]))
+    usage.record(torch.tensor([1]), torch.tensor([0]))
+    summary = usage.summary()
+    assert summary["sampling/rte/examples_drawn"] == 2
+    assert summary["sampling/rte/percent_used"] == 25.0
+    assert summary["sampling/cola/examples_drawn"] == 2
+    assert summary["sampling/cola/percent_used"] == 20.0
+    assert summary["sampling/percent_used_all"] == round(100 * 3 / 14, 2)
+    restored = TaskUsage(["rte", "cola"], [4, 10])
+    restored.load_state_dict(usage.state_dict())
+    assert restored.summary() == summary
+
+
+def test_train_dataset_tags_examples_with_the_models_task_ids(tiny_bert, tmp_path):
+    model = load_model(str(tiny_bert), ["rte", "cola"], layout="none", max_seq_length=32)
+    tokenizer = load_tokenizer(str(tiny_bert))
+    features = {
+        t: load_features(FIXTURES, t, "train", tokenizer, 32, cache_dir=tmp_path) for t in ["cola", "rte"]
+    }
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    trainer = CaMtlTrainer(
+        model=model, args=args, train_sets=features, collator=MultiTaskCollator(tokenizer.pad_token_id)
+    )
+    first_rte = len(features["cola"])
+    assert trainer.train_dataset[0]["task_id"] == model.task_index("cola")
+    assert trainer.train_dataset[first_rte]["task_id"] == model.task_index("rte")
+    assert isinstance(trainer.train_dataset.datasets[0], TaskDataset)
