@@ -65,6 +65,9 @@ MODEL_NAMES: dict[str, tuple[str, str]] = {
     "CA-MTL-base": ("base", "bert-base-cased"),
     "CA-MTL-large": ("large", "bert-large-cased"),
     "CA-MTL-mini": ("base", BUNDLED_ENCODER),
+    # The bundled encoder as a plain backbone: the multitask baseline that CA-MTL-mini is compared with.
+    "all-MiniLM-L6-v2": ("none", BUNDLED_ENCODER),
+    "sentence-transformers/all-MiniLM-L6-v2": ("none", BUNDLED_ENCODER),
 }
 HUB_PROBE_TIMEOUT_S = 3.0
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
