@@ -102,12 +102,12 @@ class Settings:
 
 
 FULL = {
-    "max_steps": 200,
+    "max_steps": 150,
     "batch_size": 32,
-    "learning_rate": 5e-5,
+    "learning_rate": 1e-4,
     "max_seq_length": 64,
-    "max_train_samples": 2000,
-    "max_eval_samples": 200,
+    "max_train_samples": 1000,
+    "max_eval_samples": 150,
     "eval_steps": 50,
     "logging_steps": 10,
 }
@@ -344,11 +344,14 @@ def backbone_label(backbone: str) -> str:
 def format_table(summary: dict[str, dict], settings: Settings, commands: list[str]) -> str:
     """The markdown table: scores x100 as mean +- std over seeds."""
 
-    def cell(value: dict | None) -> str:
-        return "-" if value is None else f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
+    def cell(value: dict | None, seeds: int) -> str:
+        if value is None:
+            return "-"
+        return f"{100 * value['mean']:.1f}" + (f" ± {100 * value['std']:.1f}" if seeds > 1 else "")
 
-    header = ["contender", "seeds", *COLUMN_NAMES.values(), "avg", "trainable params", "% data used",
-              "examples seen", "min/run"]  # fmt: skip
+    tasks = [task for task in COLUMN_NAMES if any(task in row["scores"] for row in summary.values())]
+    header = ["contender", "seeds", *(COLUMN_NAMES[task] for task in tasks), "avg", "trainable params",
+              "% data used", "examples seen", "min/run"]  # fmt: skip
     lines = [
         "# glue-mini: CA-MTL at small scale",
         "",
@@ -363,11 +366,12 @@ def format_table(summary: dict[str, dict], settings: Settings, commands: list[st
         "|" + "---|" * len(header),
     ]
     for name, row in summary.items():
+        seeds = len(row["seeds"])
         cells = [
             name,
-            str(len(row["seeds"])),
-            *(cell(row["scores"].get(task)) for task in COLUMN_NAMES),
-            f"**{cell(row['glue_average'])}**",
+            str(seeds),
+            *(cell(row["scores"].get(task), seeds) for task in tasks),
+            f"**{cell(row['glue_average'], seeds)}**",
             f"{row['trainable_params'] / 1e6:.1f} M",
             f"{row['percent_data_used']:.1f}",
             f"{row['examples_seen']:.0f}",
