@@ -26,6 +26,7 @@ from torch.utils.data import Sampler
 
 from camtl.errors import UsageError
 
+LENGTH_GROUP_WINDOW = 50  # batches per window sorted by length when grouping by length
 SAMPLERS = ("proportional", "sequential", "uniform", "temperature", "mt-uncertainty")
 
 
@@ -41,6 +42,17 @@ class TaskSampler(Sampler[list[int]]):
         self.drop_last = False
         self.seed = seed
         self.epoch = 0
+        self.lengths: torch.Tensor | None = None
+
+    def grouped_by_length(self, lengths: torch.Tensor) -> TaskSampler:
+        """Batch examples of similar length together (``--train_sampling_strategy group_by_length``).
+
+        The epoch's order is cut into windows of ``LENGTH_GROUP_WINDOW`` batches, each window sorted by
+        length, and the resulting batches shuffled: the task mix of an epoch is unchanged, padding shrinks.
+        MT-Uncertainty pools are not affected: their scoring already runs in length-sorted chunks.
+        """
+        self.lengths = lengths
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -54,17 +66,27 @@ class TaskSampler(Sampler[list[int]]):
         passes = [torch.randperm(n, generator=generator) for _ in range(math.ceil(count / n))]
         return torch.cat(passes)[:count] + self.offsets[task]
 
-    def _batches(self, order: torch.Tensor) -> list[list[int]]:
+    def _batches(self, order: torch.Tensor, generator: torch.Generator) -> list[list[int]]:
         """Cut an epoch's example order into full batches, wrapping the last one around."""
         num_batches = math.ceil(len(order) / self.batch_size)
-        padded = order.repeat(math.ceil(num_batches * self.batch_size / len(order)))
-        return padded[: num_batches * self.batch_size].view(num_batches, self.batch_size).tolist()
+        padded = order.repeat(math.ceil(num_batches * self.batch_size / len(order)))[
+            : num_batches * self.batch_size
+        ]
+        if self.lengths is None:
+            return padded.view(num_batches, self.batch_size).tolist()
+        windows = padded.split(self.batch_size * LENGTH_GROUP_WINDOW)
+        grouped = torch.cat(
+            [w[torch.argsort(self.lengths[w], descending=True, stable=True)] for w in windows]
+        )
+        batches = grouped.view(num_batches, self.batch_size)
+        return batches[torch.randperm(num_batches, generator=generator)].tolist()
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches(self.epoch_order(self._generator()))
+        generator = self._generator()
+        yield from self._batches(self.epoch_order(generator), generator)
 
     def __len__(self) -> int:
         return math.ceil(self.examples_per_epoch / self.batch_size)
@@ -84,7 +106,7 @@ class SequentialSampler(TaskSampler):
         # Batches never straddle two tasks: each task is cut into its own full batches.
         generator = self._generator()
         for task, n in enumerate(self.task_sizes):
-            yield from self._batches(self._task_stream(task, n, generator))
+            yield from self._batches(self._task_stream(task, n, generator), generator)
 
     def __len__(self) -> int:
         return sum(math.ceil(n / self.batch_size) for n in self.task_sizes)

@@ -115,3 +115,17 @@ def test_conflicting_sampler_flags_are_refused():
         DataArguments(data_dir="x", task_sampling="random").resolve_sampler()
     with pytest.raises(UsageError, match="batch size must be positive"):
         build_sampler("proportional", SIZES, 0, seed=0)
+
+
+def test_grouping_by_length_cuts_padding_but_keeps_each_epochs_examples():
+    lengths = torch.randint(5, 129, (sum(SIZES),), generator=torch.Generator().manual_seed(0))
+    plain = list(build_sampler("proportional", SIZES, 16, seed=4))
+    grouped = list(build_sampler("proportional", SIZES, 16, seed=4).grouped_by_length(lengths))
+    assert sorted(i for b in grouped for i in b) == sorted(i for b in plain for i in b)
+
+    def mean_padded_length(batches):
+        return sum(int(lengths[b].max()) for b in batches) / len(batches)
+
+    assert mean_padded_length(grouped) < 0.8 * mean_padded_length(plain)
+    spreads = [int(lengths[b].max() - lengths[b].min()) for b in grouped]
+    assert sorted(spreads)[len(spreads) // 2] <= 10  # most batches hold examples of similar length
