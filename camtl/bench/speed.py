@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -414,7 +415,12 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
     tokenizer = load_tokenizer(bundled_encoder_path())
     pad = tokenizer.pad_token_id
     result = {
-        "machine": {"cpu": cpu_name(), "threads": THREADS, "torch": torch.__version__},
+        "machine": {
+            "cpu": cpu_name(),
+            "threads": THREADS,
+            "torch": torch.__version__,
+            "load_average_at_start": os.getloadavg(),  # other processes on the shared machine
+        },
         "transformers": transformers.__version__,
         "quick": quick,
         "batch_size": BATCH_SIZE,
@@ -449,6 +455,7 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
     for shape in plan.memory_shapes:
         log(f"peak memory, {shape}")
         result["memory"][shape] = measure_memory(shape)
+    result["machine"]["load_average_at_end"] = os.getloadavg()
     result["ratios"] = collect_ratios(result)
     result["targets"] = check_targets(result["ratios"])
     return result
@@ -478,7 +485,9 @@ def format_report(result: dict) -> str:
     """The result as fixed-width tables: medians, examples/s and the ratios with their targets."""
     lines = [
         f"camtl speed on {result['machine']['cpu']}, {result['machine']['threads']} threads,"
-        f" torch {result['machine']['torch']}{' (quick)' if result['quick'] else ''}",
+        f" torch {result['machine']['torch']}{' (quick)' if result['quick'] else ''};"
+        f" load average {result['machine']['load_average_at_start'][0]:.1f} at start,"
+        f" {result['machine']['load_average_at_end'][0]:.1f} at end",
         "",
         f"training step, batch {result['batch_size']} mixed-task examples (forward, backward, AdamW)",
         f"{'shape':<7}{'contender':<20}{'padded len':>11}{'median s':>10}{'ex/s':>8}{'rounds':>8}",
