@@ -205,3 +205,9 @@ def test_results_table_has_a_row_per_task_and_the_averages():
     # Fixed width: task scores and averages end in the same column.
     score_ends = {list(re.finditer(r"\S+", line))[2].end() for line in lines[1 : 1 + len(results)]}
     assert score_ends == {len(without_wnli)} == {len(with_wnli)}
+
+
+def test_summary_of_wnli_alone_averages_wnli():
+    summary = summarize({"wnli": {"accuracy": 0.5, "score": 0.5}})
+    assert summary["glue_average"] == 0.5
+    assert summary["glue_average_with_wnli"] == 0.5
