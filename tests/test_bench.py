@@ -82,6 +82,23 @@ def test_alternate_reverses_the_order_and_drops_warmup_rounds():
     assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2, "c": 2}
 
 
+def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
+    import torch
+
+    lengths = torch.tensor([3, 9, 1, 5, 7, 2, 8])
+    mask = (torch.arange(10)[None, :] < lengths[:, None]).long()
+    pool = {
+        "input_ids": mask * 5,
+        "token_type_ids": 0 * mask,
+        "attention_mask": mask,
+        "task_ids": lengths % 3,
+    }
+    chunks = speed.length_sorted_chunks(pool, size=3)
+    assert [c["input_ids"].shape for c in chunks] == [(3, 9), (3, 5), (1, 1)]
+    assert sorted(int(n) for c in chunks for n in c["attention_mask"].sum(1)) == sorted(lengths.tolist())
+    assert [c["task_ids"].tolist() for c in chunks] == [[0, 2, 1], [2, 0, 2], [1]]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # glue-mini: planning
 

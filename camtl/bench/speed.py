@@ -249,11 +249,26 @@ def measure_training_steps(
     return result
 
 
+def length_sorted_chunks(pool: dict, size: int) -> list[dict]:
+    """The pool's rows sorted by length, in chunks of ``size`` each trimmed to its longest example: the
+    least padding a no-grad forward over the whole pool can have."""
+    lengths = pool["attention_mask"].sum(1)
+    order = torch.argsort(lengths, descending=True)
+    chunks = []
+    for start in range(0, len(order), size):
+        rows = order[start : start + size]
+        longest = int(lengths[rows].max())
+        chunk = {key: pool[key][rows, :longest] for key in ("input_ids", "token_type_ids", "attention_mask")}
+        chunks.append({**chunk, "task_ids": pool["task_ids"][rows]})
+    return chunks
+
+
 def measure_mt_uncertainty(
     train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path
 ) -> dict:
     """One MT-Uncertainty step (score T x b candidates without gradients, keep b, train on them) against its
-    floor (the no-grad forward over the pool alone + the training step) and a proportional-sampling step.
+    floor (the no-grad forward over the pool in length-sorted chunks + the training step on the selection)
+    and a proportional-sampling step.
 
     The selection is CaMtlTrainer.select_uncertain_candidates, the code path of training.
     """
@@ -283,10 +298,13 @@ def measure_mt_uncertainty(
     def mtu_step(i: int) -> None:
         training_step(model, optimizer, select(i))
 
+    chunks = [length_sorted_chunks(pool, BATCH_SIZE) for pool in pools]
+
     def pool_forward(i: int) -> None:
         model.eval()
         with torch.no_grad():
-            model(**{k: v for k, v in pools[i].items() if k not in ("labels", "example_index")})
+            for chunk in chunks[i]:
+                model(**chunk)
         model.train()
 
     seconds = alternate(
@@ -305,6 +323,7 @@ def measure_mt_uncertainty(
         "steps": {name: summarize_times(times, BATCH_SIZE) for name, times in seconds.items()},
         "floor_median_s": statistics.median(floor),
         "mean_pool_length": statistics.mean(p["input_ids"].shape[1] for p in pools),
+        "mean_chunk_length": statistics.mean(c["input_ids"].shape[1] for cs in chunks for c in cs),
         "mean_selected_length": statistics.mean(s["input_ids"].shape[1] for s in selected),
         "ratios": {
             "mtu_vs_floor": paired_ratio(seconds["mtu_step"], floor),
