@@ -9,21 +9,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser
+from transformers import BertConfig, HfArgumentParser
 from transformers import logging as hf_logging
 from transformers.trainer_utils import get_last_checkpoint
 
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-from camtl.data import require_split, split_path
+from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
 from camtl.features import MultiTaskCollator, load_features
 from camtl.metrics import format_results_table
 from camtl.model import (
+    BUNDLED_ENCODER,
+    MODEL_NAMES,
+    bundled_encoder_path,
     format_parameter_report,
     freeze_encoder_layers,
     load_model,
@@ -61,13 +65,21 @@ def config_file_to_flags(path: Path) -> list[str]:
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaMtlTrainingArguments]:
-    if len(argv) == 1 and argv[0].endswith(".json"):
+    if argv and argv[0].endswith(".json"):
+        if len(argv) > 1:
+            raise UsageError(
+                f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
+                " on the command line"
+            )
         argv = config_file_to_flags(Path(argv[0]))
     parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
     try:
-        return parser.parse_args_into_dataclasses(args=argv)
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks
         raise UsageError(str(error).splitlines()[0]) from None
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return tuple(parsed)
 
 
 def checkpoint_tasks(model_name_or_path: str) -> list[str] | None:
@@ -89,36 +101,105 @@ def resolve_resume(args: CaMtlTrainingArguments) -> str | None:
         last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
         if last is None:
             raise UsageError(
-                f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir}"
+                f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir}:"
+                " drop the flag to start afresh, or pass the --output_dir of the interrupted run"
             )
         return last
     if not (Path(resume) / "trainer_state.json").is_file():
         raise UsageError(
-            f"--resume_from_checkpoint {resume} is not a training checkpoint (no trainer_state.json)"
+            f"--resume_from_checkpoint {resume} is not a training checkpoint (no trainer_state.json):"
+            " pass a checkpoint-N folder of an earlier run, or latest"
         )
     return resume
 
 
+def encoder_layer_count(model_name_or_path: str) -> int | None:
+    """Encoder layers of the model, from a config.json on disk (a directory, the bundled encoder or the
+    Hugging Face cache); None when only loading the model can tell."""
+    location = model_name_or_path
+    for name, (_, backbone) in MODEL_NAMES.items():
+        if location.lower() == name.lower():
+            location = bundled_encoder_path() if backbone == BUNDLED_ENCODER else backbone
+    try:
+        config, _ = BertConfig.get_config_dict(location, local_files_only=True)
+    except OSError:
+        return None
+    model_type = config.get("model_type")
+    if model_type == "camtl":
+        config = config["backbone"]
+    elif model_type != "bert":
+        return None  # not a model load_model accepts: it says so
+    return BertConfig.from_dict(config).num_hidden_layers
+
+
+def check_layer_range(spec: str, model_name_or_path: str) -> None:
+    """--freeze_encoder_layers is a-b (or one layer), in order, inside the encoder when its size is known."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", spec.strip())
+    if not match:
+        raise UsageError(
+            f"--freeze_encoder_layers '{spec}' cannot be read: write it as a-b, e.g. 0-4, or a single layer"
+        )
+    first, last = int(match[1]), int(match[2] or match[1])
+    if first > last:
+        raise UsageError(f"--freeze_encoder_layers '{spec}' is reversed: write {last}-{first}")
+    num_layers = encoder_layer_count(model_name_or_path)
+    if num_layers is not None and last >= num_layers:
+        raise UsageError(
+            f"--freeze_encoder_layers {spec} is outside this encoder's layers 0-{num_layers - 1}:"
+            " pick layers inside"
+        )
+
+
+def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, tasks: list[str]) -> None:
+    """The splits the flags need exist and can be used: every dev and test row the run reads is well formed
+    (a bad one stops the run) and every training file has a usable row (bad training rows are skipped).
+    Reading is cheap next to tokenizing, so a bad row stops the run before the model is loaded."""
+    data_dir = data_args.data_dir
+    if args.do_train:
+        for task in tasks:
+            path = require_split(data_dir, task, "train", needed_by="--do_train")
+            if not len(read_split(data_dir, task, "train", max_examples=1)):
+                raise UsageError(
+                    f"{path} has no usable training row (no rows, or every row is malformed): re-download it"
+                )
+    if args.do_eval or args.eval_strategy != "no":
+        for task in evaluation_tasks(tasks):
+            require_split(data_dir, task, "dev", needed_by="--do_eval")
+            read_split(data_dir, task, "dev", data_args.max_eval_samples)
+    if args.do_predict:
+        for task in prediction_tasks(tasks):
+            if split_path(data_dir, task, "test").is_file():  # a missing test file is a warning, later
+                read_split(data_dir, task, "test", data_args.max_predict_samples)
+
+
 def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
-    """Everything that can be checked without loading the model or the data."""
+    """Everything that can be checked without loading the model or tokenizing the data."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
+    if not tasks:
+        raise UsageError("--tasks names no task: list some, e.g. --tasks rte mrpc, or leave it out for all")
     if args.fp16 and not torch.cuda.is_available():
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 (or neither)")
-    if not Path(data_args.data_dir).is_dir():
-        raise UsageError(
-            f"--data_dir {data_args.data_dir} does not exist: download GLUE with download_glue_data.py"
-        )
-    if not any(Path(data_args.data_dir).iterdir()):
-        raise UsageError(
-            f"--data_dir {data_args.data_dir} is empty: download GLUE with download_glue_data.py"
-        )
     if data_args.max_seq_length <= 2:
         raise UsageError(f"--max_seq_length must be above 2, got {data_args.max_seq_length}")
     for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         value = getattr(data_args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name} must be positive, got {value}")
+    if model_args.freeze_encoder_layers:
+        check_layer_range(model_args.freeze_encoder_layers, model_args.model_name_or_path)
+    data_dir = Path(data_args.data_dir)
+    if not data_dir.is_dir():
+        problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
+        raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
+    if not any(data_dir.iterdir()):
+        raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
+    for flag, directory in (
+        ("--output_dir", args.output_dir),
+        ("--features_cache_dir", data_args.features_cache_dir),
+    ):
+        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
+            raise UsageError(f"{flag} {directory} is a file: choose a directory")
     resume = resolve_resume(args) if args.do_train else None
     output_dir = Path(args.output_dir)
     if (
@@ -131,12 +212,7 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
             f"--output_dir {output_dir} is not empty: add --overwrite_output_dir, "
             "--resume_from_checkpoint latest, or choose another directory"
         )
-    if args.do_train:
-        for task in tasks:
-            require_split(data_args.data_dir, task, "train", needed_by="--do_train")
-    if args.do_eval or args.eval_strategy != "no":
-        for task in evaluation_tasks(tasks):
-            require_split(data_args.data_dir, task, "dev", needed_by="--do_eval")
+    check_data_files(data_args, args, tasks)
     return resume
 
 

@@ -8,11 +8,13 @@ one-line notice.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
+from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
@@ -98,7 +100,13 @@ class DataArguments:
             raise UsageError(
                 f"--percent_of_max_data_size must be in (0, 10], got {self.percent_of_max_data_size}"
             )
-        return chosen or implied or "proportional"
+        sampler = chosen or implied or "proportional"
+        if sampler == "temperature" and not self.sampling_temperature > 0:
+            raise UsageError(
+                "--sampling_temperature must be positive with temperature sampling,"
+                f" got {self.sampling_temperature}"
+            )
+        return sampler
 
 
 @dataclass
@@ -172,6 +180,22 @@ class CaMtlTrainingArguments(TrainingArguments):
         ):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name} must be positive, got {getattr(self, name)}")
-        if self.learning_rate < 0:
-            raise UsageError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        if not 0 <= self.learning_rate < math.inf:
+            raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise UsageError(
+                f"--num_train_epochs must be positive (or set --max_steps), got {self.num_train_epochs}"
+            )
+        for name in ("seed", "data_seed"):
+            seed = getattr(self, name)
+            if seed is not None and not 0 <= seed < 2**32:  # numpy's seed range
+                raise UsageError(f"--{name} must be in 0..{2**32 - 1}, got {seed}")
         super().__post_init__()
+        # A missing integration would otherwise fail when the Trainer starts, after the model is loaded.
+        available = get_available_reporting_integrations()
+        missing = [name for name in self.report_to if name not in available]
+        if missing:
+            raise UsageError(
+                f"--report_to {' '.join(missing)}: not installed here"
+                f" (available: {', '.join(available) or 'none'}): install it or use --report_to none"
+            )

@@ -1,0 +1,320 @@
+"""The bad-input catalogue: run.py answers every bad input with one line and exit code 2.
+
+Each case runs ``python run.py`` in a subprocess whose --output_dir holds the results of an earlier run.
+The answer must come before any heavy work: exit code 2, stderr exactly one line ``error: ...`` that
+names the problem and the fix, no traceback, nothing on stdout, the earlier results untouched, nothing
+new in --output_dir (no checkpoint, no runs/) and no feature cache. The subprocesses run in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "glue"
+EARLIER_RESULTS = b'{"rte": {"accuracy": 0.625}, "glue_average": 0.625}\n'
+
+Setup = Callable[[Path, Path], None]  # (the case's directory, the checkpoint) -> None
+
+
+def flags(*extra: str, **options: str | None) -> list[str]:
+    """A run on RTE with the tiny model; ``options`` replace a flag's value (None drops the flag), ``extra``
+    are added. {placeholders} are filled per case by ``run_case``."""
+    values = {
+        "model_name_or_path": "{tiny_bert}",
+        "layout": "base",
+        "data_dir": "{fixtures}",
+        "output_dir": "{out}",
+        "features_cache_dir": "{cache}",
+        "max_seq_length": "32",
+        "tasks": "rte",
+        "report_to": "none",
+    } | options
+    named = [part for name, value in values.items() if value is not None for part in (f"--{name}", value)]
+    return named + list(extra)
+
+
+def evaluate(*extra: str, **options: str | None) -> list[str]:
+    return flags("--do_eval", *extra, **options)
+
+
+def train(*extra: str, **options: str | None) -> list[str]:
+    """Training flags; --overwrite_output_dir gets past the earlier results: the case's own check answers."""
+    return flags("--do_train", "--overwrite_output_dir", "--max_steps", "2", *extra, **options)
+
+
+def write(relative: str, content: str) -> Setup:
+    def setup(work: Path, checkpoint: Path) -> None:
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
+        (work / relative).write_text(content)
+
+    return setup
+
+
+def damaged_data(relative: str, damage: Callable[[Path], None]) -> Setup:
+    """A copy of the fixture GLUE folder at {work}/data with one file damaged."""
+
+    def setup(work: Path, checkpoint: Path) -> None:
+        shutil.copytree(FIXTURES, work / "data")
+        damage(work / "data" / relative)
+
+    return setup
+
+
+def append_row(row: str) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        text = path.read_bytes()
+        path.write_bytes(text + (b"" if text.endswith(b"\n") else b"\n") + row.encode() + b"\n")
+
+    return damage
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def truncated_checkpoint_weights(work: Path, checkpoint: Path) -> None:
+    """A copy of the checkpoint at {work}/checkpoint whose model.safetensors lost its second half."""
+    shutil.copytree(checkpoint, work / "checkpoint")
+    truncate(work / "checkpoint" / "model.safetensors")
+
+
+@dataclass(frozen=True)
+class Case:
+    argv: list[str]
+    expect: str  # a distinctive part of the answer: the flag or file it names, or the fix
+    setup: Setup | None = None
+    env: dict[str, str | None] = field(default_factory=dict)  # None removes the variable
+
+
+# An empty Hugging Face cache and no proxy: bert-base-cased can only come from the hub.
+NO_HUB = {
+    "HF_HOME": "{work}/hf-home",
+    "HF_HUB_CACHE": None,
+    "TRANSFORMERS_CACHE": None,
+    "HF_HUB_OFFLINE": None,
+    "TRANSFORMERS_OFFLINE": None,
+    "HTTPS_PROXY": None,
+    "https_proxy": None,
+}
+
+CASES = {
+    # The command line and the config file
+    "no --do_* action": Case(flags(), "add --do_train, --do_eval and/or --do_predict"),
+    "unknown flag": Case(evaluate("--use_mt_uncertanity"), "unrecognized arguments: --use_mt_uncertanity"),
+    "missing --model_name_or_path": Case(evaluate(model_name_or_path=None), "--model_name_or_path"),
+    "negative --learning_rate": Case(train("--learning_rate=-2e-5"), "--learning_rate must be"),
+    "--per_device_train_batch_size 0": Case(
+        train("--per_device_train_batch_size", "0"), "--per_device_train_batch_size must be positive"
+    ),
+    "--num_train_epochs 0": Case(
+        flags("--do_train", "--overwrite_output_dir", "--num_train_epochs", "0"), "--num_train_epochs must be"
+    ),
+    "negative --seed": Case(train("--seed", "-1"), "--seed must be in"),
+    "--fp16 without a GPU": Case(train("--fp16"), "use --bf16", env={"CUDA_VISIBLE_DEVICES": ""}),
+    "--report_to an integration that is not installed": Case(
+        train(report_to="wandb"), "use --report_to none"
+    ),
+    "unreadable config JSON": Case(
+        ["{work}/config.json"], "cannot read the config file", write("config.json", "{do_eval")
+    ),
+    "config file followed by flags": Case(
+        ["{work}/config.json", "--do_eval"], "move --do_eval into", write("config.json", '{"do_eval": true}')
+    ),
+    # Task sampling
+    "conflicting samplers": Case(
+        train("--task_sampling", "uniform", "--use_mt_uncertainty"), "conflicts with --use_mt_uncertainty"
+    ),
+    "--sampling_temperature 0": Case(
+        train("--task_sampling", "temperature", "--sampling_temperature", "0"), "--sampling_temperature"
+    ),
+    # Tasks and data
+    "unknown task": Case(evaluate(tasks="rtee"), "unknown task 'rtee'"),
+    "training on mnli-mm": Case(train(tasks="mnli-mm"), "use 'mnli'"),
+    "--tasks naming no task": Case(evaluate(tasks=","), "--tasks names no task"),
+    "missing --data_dir": Case(evaluate(data_dir="{work}/glue"), "glue does not exist: get GLUE with"),
+    "empty --data_dir": Case(
+        evaluate(data_dir="{work}/glue"), "is empty", lambda work, checkpoint: (work / "glue").mkdir()
+    ),
+    "missing dev split for --do_eval": Case(
+        evaluate(data_dir="{work}/data"), "RTE/dev.tsv", damaged_data("RTE/dev.tsv", Path.unlink)
+    ),
+    "training file with a header only": Case(
+        train(data_dir="{work}/data"),
+        "RTE/train.tsv has no usable training row",
+        damaged_data(
+            "RTE/train.tsv", lambda path: path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n")
+        ),
+    ),
+    "malformed dev row": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv:14 has 2 columns",
+        damaged_data("RTE/dev.tsv", append_row("99\tone sentence only")),
+    ),
+    "dev label outside the label set": Case(
+        evaluate(data_dir="{work}/data"),
+        "has label 'maybe'",
+        damaged_data("RTE/dev.tsv", append_row("99\tA man sleeps.\tSomeone sleeps.\tmaybe")),
+    ),
+    "malformed test row with --do_predict": Case(
+        flags("--do_predict", data_dir="{work}/data"),
+        "RTE/test.tsv:12 has 4 columns",
+        damaged_data("RTE/test.tsv", append_row("99\tone\ttwo\tthree")),
+    ),
+    # The model
+    "hub name, hub unreachable": Case(
+        evaluate(model_name_or_path="bert-base-cased"),
+        "CA-MTL-mini",
+        env=NO_HUB | {"HF_ENDPOINT": "https://hub.invalid"},  # .invalid never resolves (RFC 6761)
+    ),
+    "hub name with HF_HUB_OFFLINE=1": Case(
+        evaluate(model_name_or_path="bert-base-cased"), "CA-MTL-mini", env=NO_HUB | {"HF_HUB_OFFLINE": "1"}
+    ),
+    "model path that does not exist": Case(
+        evaluate(model_name_or_path="{work}/my-model"), "my-model' does not exist"
+    ),
+    "directory that is not a checkpoint": Case(
+        evaluate(model_name_or_path="{work}"), "neither a camtl checkpoint nor a BERT model"
+    ),
+    "checkpoint trained on other tasks": Case(
+        evaluate(model_name_or_path="{checkpoint}", tasks="cola"), "was trained on tasks"
+    ),
+    "truncated model.safetensors": Case(
+        evaluate(model_name_or_path="{work}/checkpoint", tasks=None),
+        "the checkpoint is damaged",
+        truncated_checkpoint_weights,
+    ),
+    "unknown --layout": Case(evaluate(layout="huge"), "unknown layout 'huge'"),
+    "--freeze_encoder_layers malformed": Case(train("--freeze_encoder_layers", "0to4"), "write it as a-b"),
+    "--freeze_encoder_layers reversed": Case(train("--freeze_encoder_layers", "4-0"), "write 0-4"),
+    "--freeze_encoder_layers outside the model": Case(
+        train("--freeze_encoder_layers", "0-11"), "outside this encoder's layers 0-3"
+    ),
+    "--max_seq_length above the position limit": Case(
+        evaluate(max_seq_length="512"), "use --max_seq_length 128 or less"
+    ),
+    # Output and resume
+    "non-empty --output_dir": Case(flags("--do_train"), "add --overwrite_output_dir"),
+    "--output_dir is a file": Case(
+        evaluate(output_dir="{work}/results.txt"), "results.txt is a file", write("results.txt", "")
+    ),
+    "--resume_from_checkpoint to a non-checkpoint": Case(
+        train("--resume_from_checkpoint", "{work}"), "not a training checkpoint"
+    ),
+    "--resume_from_checkpoint latest without one": Case(
+        train("--resume_from_checkpoint", "latest"), "no checkpoint-N folder"
+    ),
+}
+
+
+def run_run_py(argv: list[str], env: dict[str, str | None]) -> subprocess.CompletedProcess:
+    environment = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    command = [sys.executable, "run.py", *argv]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=300)
+
+
+def run_case(case: Case, work: Path, tiny_bert: Path, checkpoint: Path) -> subprocess.CompletedProcess:
+    """Run one case in ``work``, whose out/ holds an earlier run's eval_results.json."""
+    (work / "out").mkdir(parents=True)
+    (work / "out" / "eval_results.json").write_bytes(EARLIER_RESULTS)
+    if case.setup:
+        case.setup(work, checkpoint)
+    places = {
+        "work": work,
+        "out": work / "out",
+        "cache": work / "cache",
+        "fixtures": FIXTURES,
+        "tiny_bert": tiny_bert,
+        "checkpoint": checkpoint,
+    }
+    argv = [part.format(**places) for part in case.argv]
+    env = {name: value if value is None else value.format(**places) for name, value in case.env.items()}
+    return run_run_py(argv, env)
+
+
+def evaluate_twice_with_a_corrupt_cache(work: Path, tiny_bert: Path) -> list[subprocess.CompletedProcess]:
+    """A cheap evaluation fills the feature cache; the cache file loses its second half; the same again."""
+
+    def evaluation(output: str) -> subprocess.CompletedProcess:
+        places = {"out": work / output, "cache": work / "cache", "fixtures": FIXTURES, "tiny_bert": tiny_bert}
+        return run_run_py([part.format(**places) for part in evaluate("--max_eval_samples", "3")], {})
+
+    first = evaluation("first")
+    for cache_file in (work / "cache").glob("*.pt"):
+        truncate(cache_file)
+    return [first, evaluation("second")]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_bert, tmp_path_factory) -> Path:
+    """A camtl checkpoint of the tiny model: tasks rte and sst-2, base layout, max_seq_length 32."""
+    from transformers import AutoTokenizer
+
+    from camtl.model import load_model
+
+    path = tmp_path_factory.mktemp("checkpoint")
+    load_model(str(tiny_bert), ["rte", "sst-2"], layout="base", max_seq_length=32).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def answers(tiny_bert, checkpoint, tmp_path_factory) -> dict:
+    """Every case's finished subprocess (and the corrupt-cache runs), keyed by name, with its directory."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    with ThreadPoolExecutor(max_workers=min(8, max(2, os.cpu_count() or 2))) as pool:
+        corrupt_cache = pool.submit(evaluate_twice_with_a_corrupt_cache, root / "corrupt-cache", tiny_bert)
+        works = {name: root / f"case-{index}" for index, name in enumerate(CASES)}
+        futures = {
+            name: pool.submit(run_case, CASES[name], works[name], tiny_bert, checkpoint) for name in CASES
+        }
+        answers = {name: (works[name], futures[name].result()) for name in CASES}
+        answers["corrupt cache"] = (root / "corrupt-cache", corrupt_cache.result())
+    return answers
+
+
+def test_the_catalogue_covers_at_least_30_bad_inputs():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_line_and_exit_code_2_before_any_output(name, answers):
+    work, result = answers[name]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("error: ")
+    assert CASES[name].expect in lines[0]
+    assert result.stdout == ""
+    assert [path.name for path in (work / "out").iterdir()] == ["eval_results.json"]
+    assert (work / "out" / "eval_results.json").read_bytes() == EARLIER_RESULTS
+    assert not (work / "cache").exists()
+
+
+def test_corrupt_feature_cache_is_rebuilt_with_a_warning(answers):
+    work, (first, second) = answers["corrupt cache"]
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert not any("corrupt" in line for line in first.stderr.splitlines())
+    warnings = [line for line in second.stderr.splitlines() if "corrupt" in line and "rebuilding" in line]
+    assert len(warnings) == 1
+    assert set(json.loads((work / "second" / "eval_results.json").read_text())) == {"rte", "glue_average"}
+    (cache_file,) = (work / "cache").glob("*.pt")
+    assert len(torch.load(cache_file, weights_only=True)["ids"]) == 3
