@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, HfArgumentParser
+from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -25,14 +24,13 @@ from camtl.evaluation import predict_tasks
 from camtl.features import MultiTaskCollator, load_features
 from camtl.metrics import format_results_table
 from camtl.model import (
-    BUNDLED_ENCODER,
-    MODEL_NAMES,
-    bundled_encoder_path,
+    encoder_layer_count,
     format_parameter_report,
     freeze_encoder_layers,
     load_model,
     load_tokenizer,
     parameter_report,
+    parse_layer_range,
 )
 from camtl.sampling import build_sampler
 from camtl.submission import write_submission
@@ -113,43 +111,6 @@ def resolve_resume(args: CaMtlTrainingArguments) -> str | None:
     return resume
 
 
-def encoder_layer_count(model_name_or_path: str) -> int | None:
-    """Encoder layers of the model, from a config.json on disk (a directory, the bundled encoder or the
-    Hugging Face cache); None when only loading the model can tell."""
-    location = model_name_or_path
-    for name, (_, backbone) in MODEL_NAMES.items():
-        if location.lower() == name.lower():
-            location = bundled_encoder_path() if backbone == BUNDLED_ENCODER else backbone
-    try:
-        config, _ = BertConfig.get_config_dict(location, local_files_only=True)
-    except OSError:
-        return None
-    model_type = config.get("model_type")
-    if model_type == "camtl":
-        config = config["backbone"]
-    elif model_type != "bert":
-        return None  # not a model load_model accepts: it says so
-    return BertConfig.from_dict(config).num_hidden_layers
-
-
-def check_layer_range(spec: str, model_name_or_path: str) -> None:
-    """--freeze_encoder_layers is a-b (or one layer), in order, inside the encoder when its size is known."""
-    match = re.fullmatch(r"(\d+)(?:-(\d+))?", spec.strip())
-    if not match:
-        raise UsageError(
-            f"--freeze_encoder_layers '{spec}' cannot be read: write it as a-b, e.g. 0-4, or a single layer"
-        )
-    first, last = int(match[1]), int(match[2] or match[1])
-    if first > last:
-        raise UsageError(f"--freeze_encoder_layers '{spec}' is reversed: write {last}-{first}")
-    num_layers = encoder_layer_count(model_name_or_path)
-    if num_layers is not None and last >= num_layers:
-        raise UsageError(
-            f"--freeze_encoder_layers {spec} is outside this encoder's layers 0-{num_layers - 1}:"
-            " pick layers inside"
-        )
-
-
 def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, tasks: list[str]) -> None:
     """The splits the flags need exist and can be used: every dev and test row the run reads is well formed
     (a bad one stops the run) and every training file has a usable row (bad training rows are skipped).
@@ -176,8 +137,6 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
     """Everything that can be checked without loading the model or tokenizing the data."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
-    if not tasks:
-        raise UsageError("--tasks names no task: list some, e.g. --tasks rte mrpc, or leave it out for all")
     if args.fp16 and not torch.cuda.is_available():
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 (or neither)")
     if data_args.max_seq_length <= 2:
@@ -186,8 +145,15 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
         value = getattr(data_args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name} must be positive, got {value}")
+    if args.train_sampling_strategy not in ("random", "group_by_length"):
+        raise UsageError(
+            f"--train_sampling_strategy {args.train_sampling_strategy} is not used by camtl:"
+            " choose tasks with --task_sampling; group_by_length is supported"
+        )
     if model_args.freeze_encoder_layers:
-        check_layer_range(model_args.freeze_encoder_layers, model_args.model_name_or_path)
+        parse_layer_range(
+            model_args.freeze_encoder_layers, encoder_layer_count(model_args.model_name_or_path)
+        )
     data_dir = Path(data_args.data_dir)
     if not data_dir.is_dir():
         problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
@@ -234,6 +200,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     sampler_name = data_args.resolve_sampler()
     resume = check_inputs(model_args, data_args, args, tasks)
 
+    set_seed(args.seed)  # the conditional modules and heads are initialised when the model is built
     model = load_model(
         model_args.model_name_or_path,
         tasks,
@@ -283,6 +250,8 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
             temperature=data_args.sampling_temperature,
             uniform_mt_sampling=data_args.uniform_mt_sampling,
         )
+        if args.train_sampling_strategy == "group_by_length":
+            sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))
         logger.info("task sampling: %s, %d steps per epoch", sampler_name, len(sampler))
 
     collator = MultiTaskCollator(tokenizer.pad_token_id)

@@ -184,7 +184,8 @@ def load_features(
             try:
                 return TaskFeatures.from_state(torch.load(path, weights_only=True), task, split, key)
             except Exception as error:  # any unreadable cache is rebuilt, never fatal
-                logger.warning("feature cache %s is corrupt (%s); rebuilding it", path, error)
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                logger.warning("feature cache %s is corrupt (%s); rebuilding it", path, reason)
         features = tokenize_examples(
             read_split(data_dir, task, split, max_examples), tokenizer, max_seq_length
         )

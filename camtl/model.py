@@ -873,25 +873,45 @@ def format_layer_map(layers: list[dict]) -> str:
     return " | ".join(f"{first}{'' if first == last else f'-{last}'} {role}" for first, last, role in groups)
 
 
+def parse_layer_range(spec: str, num_layers: int | None = None) -> tuple[int, int]:
+    """(first, last) of a ``--freeze_encoder_layers`` spec "a-b" or "a", inside ``num_layers`` when known."""
+    match = _LAYER_RANGE.match(spec.strip())
+    if not match:
+        raise UsageError(
+            f"--freeze_encoder_layers '{spec}' cannot be read: write it as a-b, e.g. 0-4, or a single layer"
+        )
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    if first > last:
+        raise UsageError(f"--freeze_encoder_layers '{spec}' is reversed: write {last}-{first}")
+    if num_layers is not None and last >= num_layers:
+        raise UsageError(
+            f"--freeze_encoder_layers {spec} is outside this encoder's layers 0-{num_layers - 1}:"
+            " pick layers inside"
+        )
+    return first, last
+
+
+def encoder_layer_count(model_name_or_path: str) -> int | None:
+    """Encoder layers of a model from its config.json on disk (a directory, the bundled encoder or the
+    Hugging Face cache), without loading weights; None when only loading the model can tell."""
+    location, _ = _resolve(model_name_or_path)
+    try:
+        config, _ = BertConfig.get_config_dict(location, local_files_only=True)
+    except OSError:
+        return None
+    if config.get("model_type") == "camtl":
+        config = config["backbone"]
+    elif config.get("model_type") != "bert":
+        return None  # load_model explains what is wrong with it
+    return BertConfig.from_dict(config).num_hidden_layers
+
+
 def freeze_encoder_layers(model: CaMtlModel, spec: str) -> list[dict]:
     """Freeze the embeddings and encoder layers a..b (spec "a-b" or "a"), conditional parameters excepted.
 
     Returns the per-layer map (index, conditional, adapter, frozen) and logs it.
     """
-    num_layers = len(model.encoder.layer)
-    match = _LAYER_RANGE.match(spec.strip())
-    if not match:
-        raise UsageError(
-            f"cannot read the layer range '{spec}': write it as a-b, e.g. 0-4, or a single layer"
-        )
-    first = int(match.group(1))
-    last = int(match.group(2) or first)
-    if first > last:
-        raise UsageError(f"the layer range '{spec}' is reversed: write {last}-{first}")
-    if last >= num_layers:
-        raise UsageError(
-            f"the layer range '{spec}' leaves layers 0-{num_layers - 1} of this encoder: pick layers inside"
-        )
+    first, last = parse_layer_range(spec, len(model.encoder.layer))
     conditional = conditional_parameter_names(model)
     frozen_prefixes = ("embeddings.", *(f"encoder.layer.{index}." for index in range(first, last + 1)))
     for name, parameter in model.named_parameters():

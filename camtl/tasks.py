@@ -246,6 +246,8 @@ def resolve_tasks(names: list[str] | None) -> list[str]:
                     )
                 if task not in resolved:
                     resolved.append(task)
+    if not resolved:
+        raise UsageError("--tasks names no task: list some, e.g. --tasks rte mrpc, or leave it out for all")
     return sorted(resolved, key=TRAINABLE_TASKS.index)
 
 

@@ -95,3 +95,15 @@ def test_json_config_and_legacy_flags(tiny_bert, tmp_path):
     assert set(results) == {"sst-2", "rte", "glue_average"}
     summary = json.loads((tmp_path / "out" / "sampling_summary.json").read_text())
     assert summary["sampling/rte/examples_drawn"] + summary["sampling/sst-2/examples_drawn"] == 3 * 2
+
+
+def test_same_seed_same_model_and_scores(tiny_bert, tmp_path):
+    """The conditional modules and heads are initialised from --seed: two runs score identically."""
+    flags = common_flags(tiny_bert, tmp_path)
+    outputs = []
+    for name in ("first", "second"):
+        flags[flags.index("--output_dir") + 1] = tmp_path / name
+        result = run(*flags, "--do_eval", "--tasks", "rte", "sts-b")
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.append(json.loads((tmp_path / name / "eval_results.json").read_text()))
+    assert outputs[0] == outputs[1]
