@@ -400,7 +400,7 @@ def measure_memory(shape: str) -> dict:
 
 
 def profile_step(shape: str, train_sets: dict[str, TaskFeatures], pad_token_id: int, rows: int = 25) -> str:
-    """torch.profiler tables (self CPU time, by source location) of one training step per contender."""
+    """torch.profiler tables (ops by self CPU time) of one training step per contender."""
     batch = model_inputs(
         MultiTaskCollator(pad_token_id, MAX_SEQ_LENGTH)(drawn_batches(train_sets, "proportional", 1)[0])
     )
