@@ -184,15 +184,29 @@ class MTUncertaintySampler(TaskSampler):
 
 
 def select_most_uncertain(
-    entropy: torch.Tensor, task_ids: torch.Tensor, num_tasks: int, k: int
+    entropy: torch.Tensor,
+    task_ids: torch.Tensor,
+    num_tasks: int,
+    k: int,
+    regression_tasks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Algorithm 1 of the paper: keep the ``k`` candidates with the highest score
 
         score_i = H_i * mean_t(H) / max_t' mean_t'(H),   t = task of candidate i,
 
     where H_i is the candidate's normalized predictive entropy and mean_t(H) the mean over the
-    candidates of task t in this pool. Runs on the device, without a host sync.
+    candidates of task t in this pool. A regression task (``regression_tasks[t]`` True) has no
+    predictive distribution: its candidates take the mean H of the classification candidates of the
+    pool, so it is drawn like an average task (a point prediction's own "entropy" would starve it: an
+    untrained head predicts one end of the label range). Runs on the device, without a host sync.
     """
+    if regression_tasks is not None:
+        is_regression = regression_tasks[task_ids]
+        # Masked mean instead of boolean indexing, which would sync with the host.
+        classification_mean = torch.where(is_regression, 0.0, entropy).sum() / (~is_regression).sum().clamp(
+            min=1
+        )
+        entropy = torch.where(is_regression, classification_mean, entropy)
     totals = torch.zeros(num_tasks, dtype=entropy.dtype, device=entropy.device).index_add_(
         0, task_ids, entropy
     )

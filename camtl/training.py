@@ -23,6 +23,7 @@ from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
 from camtl.sampling import TaskSampler, select_most_uncertain
+from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,10 @@ class CaMtlTrainer(Trainer):
                 inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
                 entropy[rows] = scorer(**inputs, task_ids=pool["task_ids"][rows]).entropy.float()
         scorer.train()
-        keep = select_most_uncertain(entropy, pool["task_ids"], len(scorer.config.tasks), chunk)
+        regression = torch.tensor(
+            [TASKS[t].is_regression for t in scorer.config.tasks], device=lengths.device
+        )
+        keep = select_most_uncertain(entropy, pool["task_ids"], len(scorer.config.tasks), chunk, regression)
         selected = {key: value[keep] for key, value in pool.items()}
         longest = int(lengths[keep].max())
         for key in TOKEN_FIELDS:

@@ -129,3 +129,13 @@ def test_grouping_by_length_cuts_padding_but_keeps_each_epochs_examples():
     assert mean_padded_length(grouped) < 0.8 * mean_padded_length(plain)
     spreads = [int(lengths[b].max() - lengths[b].min()) for b in grouped]
     assert sorted(spreads)[len(spreads) // 2] <= 10  # most batches hold examples of similar length
+
+
+def test_regression_candidates_compete_like_an_average_task():
+    # Task 2 is regression: its own entropies (0) are replaced by the classification mean (0.5).
+    entropy = torch.tensor([0.9, 0.1, 0.6, 0.4, 0.0, 0.0])
+    task_ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    regression = torch.tensor([False, False, True])
+    keep = select_most_uncertain(entropy, task_ids, 3, 3, regression).tolist()
+    assert 0 in keep and 2 in keep and (4 in keep or 5 in keep)
+    assert 4 not in select_most_uncertain(entropy, task_ids, 3, 3).tolist()  # without the rule: starved
