@@ -26,6 +26,7 @@ from torch.utils.data import Sampler
 
 from camtl.errors import UsageError
 
+DONOR_STRIDE = 7919  # a prime: spreads regression candidates' donors over the tasks of the pool
 LENGTH_GROUP_WINDOW = 50  # batches per window sorted by length when grouping by length
 SAMPLERS = ("proportional", "sequential", "uniform", "temperature", "mt-uncertainty")
 
@@ -196,17 +197,19 @@ def select_most_uncertain(
 
     where H_i is the candidate's normalized predictive entropy and mean_t(H) the mean over the
     candidates of task t in this pool. A regression task (``regression_tasks[t]`` True) has no
-    predictive distribution: its candidates take the mean H of the classification candidates of the
-    pool, so it is drawn like an average task (a point prediction's own "entropy" would starve it: an
-    untrained head predicts one end of the label range). Runs on the device, without a host sync.
+    predictive distribution: each of its candidates borrows the entropy of a classification
+    candidate of the same pool, spread over the pool by a fixed stride, so the task's scores follow
+    the pool's distribution and it is drawn like a typical task. (A point prediction's own
+    "entropy" starves it: an untrained head predicts one end of the label range and looks certain;
+    one constant such as the pool mean never reaches the top b of T x b either.) Runs on the device,
+    without a host sync.
     """
     if regression_tasks is not None:
         is_regression = regression_tasks[task_ids]
-        # Masked mean instead of boolean indexing, which would sync with the host.
-        classification_mean = torch.where(is_regression, 0.0, entropy).sum() / (~is_regression).sum().clamp(
-            min=1
-        )
-        entropy = torch.where(is_regression, classification_mean, entropy)
+        classification_first = torch.argsort(is_regression.int(), stable=True)
+        num_classification = (~is_regression).sum().clamp(min=1)
+        donor = (torch.arange(len(entropy), device=entropy.device) * DONOR_STRIDE) % num_classification
+        entropy = torch.where(is_regression, entropy[classification_first[donor]], entropy)
     totals = torch.zeros(num_tasks, dtype=entropy.dtype, device=entropy.device).index_add_(
         0, task_ids, entropy
     )

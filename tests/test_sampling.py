@@ -132,7 +132,7 @@ def test_grouping_by_length_cuts_padding_but_keeps_each_epochs_examples():
 
 
 def test_regression_candidates_compete_like_an_average_task():
-    # Task 2 is regression: its own entropies (0) are replaced by the classification mean (0.5).
+    # Task 2 is regression: its own entropies (0) are replaced by borrowed classification ones.
     entropy = torch.tensor([0.9, 0.1, 0.6, 0.4, 0.0, 0.0])
     task_ids = torch.tensor([0, 0, 1, 1, 2, 2])
     regression = torch.tensor([False, False, True])

@@ -7,7 +7,7 @@ import torch
 from camtl.arguments import CaMtlTrainingArguments
 from camtl.features import MultiTaskCollator, TaskDataset, load_features
 from camtl.model import load_model, load_tokenizer
-from camtl.sampling import build_sampler
+from camtl.sampling import DONOR_STRIDE, build_sampler
 from camtl.training import CaMtlTrainer, TaskUsage
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -45,9 +45,17 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
                 for i in range(len(pool_indices))
             ]
         )
-    # STS-B (regression) candidates take the mean entropy of the classification candidates.
+    # STS-B (regression) candidates borrow entropies of the pool's classification candidates.
     is_regression = pool["task_ids"] == TASKS.index("sts-b")
-    entropy[is_regression] = entropy[~is_regression].mean()
+    classification = [i for i in range(len(entropy)) if not is_regression[i]]
+    entropy = torch.stack(
+        [
+            entropy[classification[i * DONOR_STRIDE % len(classification)]]
+            if is_regression[i]
+            else entropy[i]
+            for i in range(len(entropy))
+        ]
+    )
     task_means = entropy.view(len(TASKS), b).mean(1)
     scores = entropy * (task_means / task_means.max()).repeat_interleave(b)
     expected = set(scores.topk(b).indices.tolist())
