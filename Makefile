@@ -11,8 +11,8 @@ OUTPUT_DIR ?= output/camtl-mini-glue
 # nine GLUE tasks, capped to run in about 15 minutes on a 2-core CPU.
 RUN_FLAGS ?= --model_name_or_path CA-MTL-mini --data_dir $(DATA_DIR) --output_dir $(OUTPUT_DIR) \
 	--overwrite_output_dir --do_train --do_eval --use_mt_uncertainty --freeze_encoder_layers 0-2 \
-	--max_seq_length 128 --per_device_train_batch_size 16 --learning_rate 1e-4 --max_steps 150 \
-	--logging_steps 50 --save_steps 150 --max_eval_samples 400 --seed 12
+	--max_seq_length 128 --per_device_train_batch_size 16 --learning_rate 1e-4 --max_steps 450 \
+	--logging_steps 150 --save_steps 450 --max_eval_samples 400 --seed 12
 
 .PHONY: run test lint check-data
 

@@ -26,7 +26,6 @@ from torch.utils.data import Sampler
 
 from camtl.errors import UsageError
 
-DONOR_STRIDE = 7919  # a prime: spreads regression candidates' donors over the tasks of the pool
 LENGTH_GROUP_WINDOW = 50  # batches per window sorted by length when grouping by length
 SAMPLERS = ("proportional", "sequential", "uniform", "temperature", "mt-uncertainty")
 
@@ -184,32 +183,34 @@ class MTUncertaintySampler(TaskSampler):
         yield from torch.cat(streams, dim=1).tolist()
 
 
+def regression_uncertainty(
+    prediction: torch.Tensor, target: torch.Tensor, label_range: torch.Tensor
+) -> torch.Tensor:
+    """MT-Uncertainty's stand-in for the entropy of a regression candidate (STS-B), in [0, 1]:
+
+        u_i = min(1, 2 |y_hat_i - y_i| / (high - low)),
+
+    the model's error on the candidate, 1 at an error of half the label range. A point prediction has
+    no entropy; the authors copied MRPC's, and a score computed from the prediction alone (e.g. the
+    binary entropy of the prediction mapped onto the range) starves the task: an untrained head
+    predicts one end of the range and looks certain. The error is high while the task is unlearned
+    and falls as it is learned, as the entropy does for classification. ``label_range`` is (B, 2).
+    """
+    width = label_range[:, 1] - label_range[:, 0]
+    return (2 * (prediction - target).abs() / width).clamp(max=1.0)
+
+
 def select_most_uncertain(
-    entropy: torch.Tensor,
-    task_ids: torch.Tensor,
-    num_tasks: int,
-    k: int,
-    regression_tasks: torch.Tensor | None = None,
+    entropy: torch.Tensor, task_ids: torch.Tensor, num_tasks: int, k: int
 ) -> torch.Tensor:
     """Algorithm 1 of the paper: keep the ``k`` candidates with the highest score
 
         score_i = H_i * mean_t(H) / max_t' mean_t'(H),   t = task of candidate i,
 
-    where H_i is the candidate's normalized predictive entropy and mean_t(H) the mean over the
-    candidates of task t in this pool. A regression task (``regression_tasks[t]`` True) has no
-    predictive distribution: each of its candidates borrows the entropy of a classification
-    candidate of the same pool, spread over the pool by a fixed stride, so the task's scores follow
-    the pool's distribution and it is drawn like a typical task. (A point prediction's own
-    "entropy" starves it: an untrained head predicts one end of the label range and looks certain;
-    one constant such as the pool mean never reaches the top b of T x b either.) Runs on the device,
-    without a host sync.
+    where H_i is the candidate's normalized predictive entropy (``regression_uncertainty`` for a
+    regression task) and mean_t(H) the mean over the candidates of task t in this pool. Runs on the
+    device, without a host sync.
     """
-    if regression_tasks is not None:
-        is_regression = regression_tasks[task_ids]
-        classification_first = torch.argsort(is_regression.int(), stable=True)
-        num_classification = (~is_regression).sum().clamp(min=1)
-        donor = (torch.arange(len(entropy), device=entropy.device) * DONOR_STRIDE) % num_classification
-        entropy = torch.where(is_regression, entropy[classification_first[donor]], entropy)
     totals = torch.zeros(num_tasks, dtype=entropy.dtype, device=entropy.device).index_add_(
         0, task_ids, entropy
     )

@@ -22,7 +22,7 @@ from transformers import Trainer
 from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
-from camtl.sampling import TaskSampler, select_most_uncertain
+from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -153,18 +153,23 @@ class CaMtlTrainer(Trainer):
         lengths = pool["attention_mask"].sum(1)
         order = torch.argsort(lengths, descending=True)
         chunk_lengths = lengths[order[::chunk]].tolist()  # the one host sync of the selection
-        entropy = torch.empty(len(order), device=lengths.device)
+        tasks = [TASKS[name] for name in scorer.config.tasks]
+        is_regression = torch.tensor([task.is_regression for task in tasks], device=lengths.device)
+        label_range = torch.tensor([task.label_range or (0.0, 1.0) for task in tasks], device=lengths.device)
+        uncertainty = torch.empty(len(order), device=lengths.device)
         scorer.eval()
         with torch.no_grad():
             for start, length in zip(range(0, len(order), chunk), chunk_lengths, strict=True):
                 rows = order[start : start + chunk]
+                task_ids = pool["task_ids"][rows]
                 inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
-                entropy[rows] = scorer(**inputs, task_ids=pool["task_ids"][rows]).entropy.float()
+                output = scorer(**inputs, task_ids=task_ids)
+                error = regression_uncertainty(
+                    output.logits[:, 0].float(), pool["labels"][rows], label_range[task_ids]
+                )
+                uncertainty[rows] = torch.where(is_regression[task_ids], error, output.entropy.float())
         scorer.train()
-        regression = torch.tensor(
-            [TASKS[t].is_regression for t in scorer.config.tasks], device=lengths.device
-        )
-        keep = select_most_uncertain(entropy, pool["task_ids"], len(scorer.config.tasks), chunk, regression)
+        keep = select_most_uncertain(uncertainty, pool["task_ids"], len(tasks), chunk)
         selected = {key: value[keep] for key, value in pool.items()}
         longest = int(lengths[keep].max())
         for key in TOKEN_FIELDS:

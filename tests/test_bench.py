@@ -24,25 +24,6 @@ RECORD_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, bundled_tokenizer) -> Path:
-    """A 2-layer, 32-wide random BERT with the bundled tokenizer, saved as a local model directory."""
-    from transformers import BertConfig, BertModel
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(
-        vocab_size=bundled_tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
-    bundled_tokenizer.save_pretrained(path)
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------
 # speed: timing and ratios on given numbers
 

@@ -5,7 +5,7 @@ import torch
 
 from camtl.arguments import DataArguments
 from camtl.errors import UsageError
-from camtl.sampling import SAMPLERS, build_sampler, select_most_uncertain
+from camtl.sampling import SAMPLERS, build_sampler, regression_uncertainty, select_most_uncertain
 
 SIZES = [300, 60, 1200]  # three tasks of very different sizes
 
@@ -131,11 +131,10 @@ def test_grouping_by_length_cuts_padding_but_keeps_each_epochs_examples():
     assert sorted(spreads)[len(spreads) // 2] <= 10  # most batches hold examples of similar length
 
 
-def test_regression_candidates_compete_like_an_average_task():
-    # Task 2 is regression: its own entropies (0) are replaced by borrowed classification ones.
-    entropy = torch.tensor([0.9, 0.1, 0.6, 0.4, 0.0, 0.0])
-    task_ids = torch.tensor([0, 0, 1, 1, 2, 2])
-    regression = torch.tensor([False, False, True])
-    keep = select_most_uncertain(entropy, task_ids, 3, 3, regression).tolist()
-    assert 0 in keep and 2 in keep and (4 in keep or 5 in keep)
-    assert 4 not in select_most_uncertain(entropy, task_ids, 3, 3).tolist()  # without the rule: starved
+def test_regression_uncertainty_is_the_error_relative_to_half_the_label_range():
+    prediction = torch.tensor([0.0, 2.5, 4.0, 5.0])
+    target = torch.tensor([5.0, 2.5, 3.0, 4.5])
+    label_range = torch.tensor([[0.0, 5.0]]).expand(4, 2)
+    assert regression_uncertainty(prediction, target, label_range).tolist() == pytest.approx(
+        [1.0, 0.0, 0.4, 0.2]
+    )

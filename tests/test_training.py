@@ -7,7 +7,7 @@ import torch
 from camtl.arguments import CaMtlTrainingArguments
 from camtl.features import MultiTaskCollator, TaskDataset, load_features
 from camtl.model import load_model, load_tokenizer
-from camtl.sampling import DONOR_STRIDE, build_sampler
+from camtl.sampling import build_sampler
 from camtl.training import CaMtlTrainer, TaskUsage
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -32,30 +32,25 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
 
     selected, kept_index = trainer.select_uncertain_candidates(model, dict(pool), example_index)
 
-    # Re-state Algorithm 1 example by example, each candidate unpadded.
+    # Re-state Algorithm 1 example by example, each candidate unpadded; STS-B's uncertainty is its
+    # error, 2 |prediction - label| / 5, at most 1.
     model.eval()
+    uncertainties = []
     with torch.no_grad():
-        entropy = torch.stack(
-            [
-                model(
-                    input_ids=pool["input_ids"][i : i + 1, : int(pool["attention_mask"][i].sum())],
-                    token_type_ids=pool["token_type_ids"][i : i + 1, : int(pool["attention_mask"][i].sum())],
-                    task_ids=pool["task_ids"][i : i + 1],
-                ).entropy[0]
-                for i in range(len(pool_indices))
-            ]
-        )
-    # STS-B (regression) candidates borrow entropies of the pool's classification candidates.
-    is_regression = pool["task_ids"] == TASKS.index("sts-b")
-    classification = [i for i in range(len(entropy)) if not is_regression[i]]
-    entropy = torch.stack(
-        [
-            entropy[classification[i * DONOR_STRIDE % len(classification)]]
-            if is_regression[i]
-            else entropy[i]
-            for i in range(len(entropy))
-        ]
-    )
+        for i in range(len(pool_indices)):
+            n = int(pool["attention_mask"][i].sum())
+            output = model(
+                input_ids=pool["input_ids"][i : i + 1, :n],
+                token_type_ids=pool["token_type_ids"][i : i + 1, :n],
+                task_ids=pool["task_ids"][i : i + 1],
+            )
+            if TASKS[int(pool["task_ids"][i])] == "sts-b":
+                uncertainties.append(
+                    min(1.0, 2 * abs(float(output.logits[0, 0]) - float(pool["labels"][i])) / 5)
+                )
+            else:
+                uncertainties.append(float(output.entropy[0]))
+    entropy = torch.tensor(uncertainties)
     task_means = entropy.view(len(TASKS), b).mean(1)
     scores = entropy * (task_means / task_means.max()).repeat_interleave(b)
     expected = set(scores.topk(b).indices.tolist())
