@@ -98,7 +98,7 @@ def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
     mtu = study.run_flags(study.CONTENDERS["ca-mtl-mtu-identity-frozen"], settings, 3, tmp_path, tmp_path)
     assert "--use_mt_uncertainty" in mtu
     assert mtu[mtu.index("--conditional_init") + 1] == "identity"
-    assert mtu[mtu.index("--freeze_encoder_layers") + 1] == "0-0"  # bottom half of 2 layers
+    assert mtu[mtu.index("--freeze_encoder_layers") + 1] == "0-1"  # bottom half of 4 layers
     assert mtu[mtu.index("--tasks") + 1 : mtu.index("--tasks") + 3] == ["rte", "sts-b"]
     vanilla = study.run_flags(study.CONTENDERS["vanilla-mtl"], settings, 3, tmp_path, tmp_path)
     assert vanilla[vanilla.index("--layout") + 1] == "none"
