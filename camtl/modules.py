@@ -67,7 +67,7 @@ class FiLM(ConditionalModule):
         gamma, beta = self.modulation(z)
         # (B, 1, ..., 1, features): broadcast over every axis of x between batch and features
         shape = (z.shape[0],) + (1,) * (x.dim() - 2) + (self.features,)
-        return (1 + gamma.view(shape)) * x + beta.view(shape)
+        return torch.addcmul(beta.view(shape), 1 + gamma.view(shape), x)  # one pass over x, not two
 
 
 class ConditionalAlignment(FiLM):
@@ -122,7 +122,7 @@ class ConditionalLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         weight = self.film(self.weight, z)  # (B, H)
         normalized = F.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return normalized * weight[:, None, :] + self.bias
+        return torch.addcmul(self.bias, normalized, weight[:, None, :])
 
 
 class ConditionalAdapter(ConditionalModule):

@@ -63,6 +63,27 @@ def test_alternate_reverses_the_order_and_drops_warmup_rounds():
     assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2, "c": 2}
 
 
+def test_grouped_batches_hold_the_same_tasks_with_less_padding(bundled_tokenizer, tmp_path):
+    from camtl.features import load_features
+
+    train_sets = {
+        task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
+        for task in ("sst-2", "mnli", "rte", "qnli")
+    }
+
+    def padding_and_tasks(batches):
+        padding = sum(max(len(e["input_ids"]) for e in b) * len(b) - sum(len(e["input_ids"]) for e in b)
+                      for b in batches)  # fmt: skip
+        return padding, sorted(int(e["task_id"]) for b in batches for e in b)
+
+    plain_padding, plain_tasks = padding_and_tasks(speed.drawn_batches(train_sets, "proportional", 3))
+    grouped = speed.drawn_batches(train_sets, "proportional", 3, group_by_length=True)
+    grouped_padding, grouped_tasks = padding_and_tasks(grouped)
+    assert [len(b) for b in grouped] == [speed.BATCH_SIZE] * 3
+    assert grouped_tasks == plain_tasks  # one epoch of 96 examples: the same draw, batched differently
+    assert grouped_padding < 0.75 * plain_padding
+
+
 def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
     import torch
 

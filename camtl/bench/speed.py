@@ -43,7 +43,11 @@ EVAL_BATCH_SIZE = 64
 WARMUP_ROUNDS = 1
 MTU_TASKS = tuple(task for task in TRAINABLE_TASKS if task != "wnli")  # T = 8 candidate batches per step
 CONTENDERS = {"camtl": "base", "vanilla": "none"}  # contender -> layout
-PADDINGS = {"fixed": MAX_SEQ_LENGTH, "dynamic": None}  # padding -> collator's pad_to
+PADDINGS = {  # padding -> (the collator's pad_to, batches grouped by length)
+    "fixed": (MAX_SEQ_LENGTH, False),
+    "dynamic": (None, False),
+    "grouped": (None, True),  # batches drawn as --train_sampling_strategy group_by_length draws them
+}
 MEMORY_METHOD = "peak RSS (VmHWM) of a fresh subprocess that builds the model and runs two training steps"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +56,7 @@ TARGETS = {  # ratio -> (comparison, bound)
     "camtl_vs_vanilla_base": ("<=", 1.05),
     "mtu_vs_floor": ("<=", 1.10),
     "dynamic_vs_fixed_padding": (">=", 2.0),
+    "grouped_vs_fixed_padding": (">=", 2.0),  # the same target with --train_sampling_strategy group_by_length
 }
 
 
@@ -148,6 +153,11 @@ def build_model(shape: str, layout: str, tasks: tuple[str, ...] = TRAINABLE_TASK
     return model.train()
 
 
+def make_optimizer(model: CaMtlModel) -> torch.optim.Optimizer:
+    """The optimizer training uses: the Trainer's default, adamw_torch_fused."""
+    return torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
+
+
 def training_step(model: CaMtlModel, optimizer: torch.optim.Optimizer, batch: dict) -> None:
     loss = model(**batch).loss
     optimizer.zero_grad(set_to_none=True)
@@ -159,10 +169,14 @@ def model_inputs(batch: dict) -> dict:
     return {key: value for key, value in batch.items() if key != "example_index"}
 
 
-def drawn_batches(train_sets: dict[str, TaskFeatures], sampler_name: str, count: int) -> list[list[dict]]:
+def drawn_batches(
+    train_sets: dict[str, TaskFeatures], sampler_name: str, count: int, group_by_length: bool = False
+) -> list[list[dict]]:
     """The first ``count`` batches (lists of examples) that a camtl sampler draws from ``train_sets``."""
     dataset = ConcatDataset([TaskDataset(features, t) for t, features in enumerate(train_sets.values())])
     sampler = build_sampler(sampler_name, [len(f) for f in train_sets.values()], BATCH_SIZE, seed=0)
+    if group_by_length:
+        sampler.grouped_by_length(torch.cat([features.lengths for features in train_sets.values()]))
     batches = []
     for indices in sampler:
         if len(batches) == count:
@@ -217,12 +231,12 @@ def measure_training_steps(
 ) -> dict:
     """CA-MTL vs vanilla training steps on the same mixed-task batches, for each padding."""
     models = {name: build_model(shape, layout) for name, layout in CONTENDERS.items()}
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=2e-5) for name, model in models.items()}
-    examples = drawn_batches(train_sets, "proportional", warmup + rounds)
-    batches = {
-        padding: [model_inputs(MultiTaskCollator(pad_token_id, PADDINGS[padding])(e)) for e in examples]
-        for padding in paddings
-    }
+    optimizers = {name: make_optimizer(model) for name, model in models.items()}
+    batches = {}
+    for padding in paddings:
+        pad_to, grouped = PADDINGS[padding]
+        examples = drawn_batches(train_sets, "proportional", warmup + rounds, grouped)
+        batches[padding] = [model_inputs(MultiTaskCollator(pad_token_id, pad_to)(e)) for e in examples]
 
     def step(name: str, padding: str) -> Callable[[int], None]:
         return lambda i: training_step(models[name], optimizers[name], batches[padding][i])
@@ -234,17 +248,21 @@ def measure_training_steps(
         "mean_padded_length": {
             p: statistics.mean(b["input_ids"].shape[1] for b in batches[p]) for p in paddings
         },
-        "mean_example_length": statistics.mean(len(e["input_ids"]) for batch in examples for e in batch),
+        "mean_example_length": statistics.mean(
+            float(b["attention_mask"].sum(1).float().mean()) for b in batches[paddings[0]]
+        ),
         "ratios": {},
     }
     for padding in paddings:
         result["ratios"][f"camtl_vs_vanilla_{padding}"] = paired_ratio(
             seconds[f"camtl_{padding}"], seconds[f"vanilla_{padding}"]
         )
-    if set(paddings) == set(PADDINGS):
-        for name in models:  # examples/s dynamic over examples/s fixed = fixed time over dynamic time
-            result["ratios"][f"dynamic_vs_fixed_{name}"] = paired_ratio(
-                seconds[f"{name}_fixed"], seconds[f"{name}_dynamic"]
+    for padding in paddings:
+        if padding == "fixed" or "fixed" not in paddings:
+            continue
+        for name in models:  # examples/s over examples/s padded to 128 = fixed time over this time
+            result["ratios"][f"{padding}_vs_fixed_{name}"] = paired_ratio(
+                seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"]
             )
     return result
 
@@ -274,7 +292,7 @@ def measure_mt_uncertainty(
     """
     sets = {task: train_sets[task] for task in MTU_TASKS}
     model = build_model("small", "base", MTU_TASKS)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    optimizer = make_optimizer(model)
     collator = MultiTaskCollator(pad_token_id)
     pool_sampler = build_sampler("mt-uncertainty", [len(f) for f in sets.values()], BATCH_SIZE, seed=0)
     trainer = CaMtlTrainer(
@@ -367,7 +385,7 @@ def memory_probe(shape: str, layout: str) -> None:
         max_seq_length=MAX_SEQ_LENGTH,
     )
     model = CaMtlModel(config).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+    optimizer = make_optimizer(model)
     task_ids = torch.arange(BATCH_SIZE) % len(TRAINABLE_TASKS)
     batch = {
         "input_ids": torch.randint(1000, config.backbone["vocab_size"], (BATCH_SIZE, MAX_SEQ_LENGTH)),
@@ -407,7 +425,7 @@ def profile_step(shape: str, train_sets: dict[str, TaskFeatures], pad_token_id: 
     tables = []
     for name, layout in CONTENDERS.items():
         model = build_model(shape, layout)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+        optimizer = make_optimizer(model)
         training_step(model, optimizer, batch)  # warm-up
         with torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True
@@ -488,6 +506,8 @@ def collect_ratios(result: dict) -> dict[str, float]:
         "camtl_vs_vanilla_base": base["camtl_vs_vanilla_fixed"],
         "dynamic_vs_fixed_padding": small["dynamic_vs_fixed_camtl"],
         "dynamic_vs_fixed_padding_vanilla": small["dynamic_vs_fixed_vanilla"],
+        "grouped_vs_fixed_padding": small["grouped_vs_fixed_camtl"],
+        "grouped_vs_fixed_padding_vanilla": small["grouped_vs_fixed_vanilla"],
         **result["mt_uncertainty"]["ratios"],
         "evaluation_camtl_vs_vanilla_time": result["evaluation"]["camtl_vs_vanilla"],
     }
