@@ -184,20 +184,28 @@ class MTUncertaintySampler(TaskSampler):
 
 
 def regression_uncertainty(
-    prediction: torch.Tensor, target: torch.Tensor, label_range: torch.Tensor
+    prediction: torch.Tensor, target: torch.Tensor, task_ids: torch.Tensor, label_range: torch.Tensor
 ) -> torch.Tensor:
-    """MT-Uncertainty's stand-in for the entropy of a regression candidate (STS-B), in [0, 1]:
+    """MT-Uncertainty's stand-in for the normalized entropy of regression candidates (STS-B), in [0, 1]:
 
-        u_i = min(1, 2 |y_hat_i - y_i| / (high - low)),
+        u_i = min(1, RMSE_t / sigma_t),   sigma_t = (high_t - low_t) / sqrt(12),   t = task of candidate i,
 
-    the model's error on the candidate, 1 at an error of half the label range. A point prediction has
-    no entropy; the authors copied MRPC's, and a score computed from the prediction alone (e.g. the
-    binary entropy of the prediction mapped onto the range) starves the task: an untrained head
-    predicts one end of the range and looks certain. The error is high while the task is unlearned
-    and falls as it is learned, as the entropy does for classification. ``label_range`` is (B, 2).
+    the model's root-mean-square error on the pool's candidates of task t relative to the spread of
+    labels over the task's range (the standard deviation of labels spread evenly over it: 1.44 for
+    STS-B, whose training labels have 1.5). Like a classifier's normalized entropy it is 1 for a model
+    that knows no more than where the labels lie (or less) and falls toward 0 as the task is learned.
+    Every candidate of the task gets the task's value: per-candidate errors spread from 0 to the whole
+    range while the entropies of a near-chance classifier all sit near 1, so on a per-candidate scale the
+    regression task lost every comparison of Algorithm 1. ``label_range`` is (num_tasks, 2); the values
+    of classification candidates are meaningless and left for the caller to replace by their entropy.
     """
-    width = label_range[:, 1] - label_range[:, 0]
-    return (2 * (prediction - target).abs() / width).clamp(max=1.0)
+    num_tasks = label_range.shape[0]
+    squared_error = (prediction - target).square()
+    totals = torch.zeros(num_tasks, dtype=squared_error.dtype, device=squared_error.device)
+    totals.index_add_(0, task_ids, squared_error)
+    counts = torch.bincount(task_ids, minlength=num_tasks).clamp(min=1)
+    spread = (label_range[:, 1] - label_range[:, 0]) / math.sqrt(12)
+    return ((totals / counts).sqrt() / spread).clamp(max=1.0)[task_ids]
 
 
 def select_most_uncertain(

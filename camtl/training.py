@@ -156,20 +156,21 @@ class CaMtlTrainer(Trainer):
         tasks = [TASKS[name] for name in scorer.config.tasks]
         is_regression = torch.tensor([task.is_regression for task in tasks], device=lengths.device)
         label_range = torch.tensor([task.label_range or (0.0, 1.0) for task in tasks], device=lengths.device)
-        uncertainty = torch.empty(len(order), device=lengths.device)
+        entropy = torch.empty(len(order), device=lengths.device)
+        prediction = torch.empty(len(order), device=lengths.device)  # regression output; unused otherwise
         scorer.eval()
         with torch.no_grad():
             for start, length in zip(range(0, len(order), chunk), chunk_lengths, strict=True):
                 rows = order[start : start + chunk]
-                task_ids = pool["task_ids"][rows]
                 inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
-                output = scorer(**inputs, task_ids=task_ids)
-                error = regression_uncertainty(
-                    output.logits[:, 0].float(), pool["labels"][rows], label_range[task_ids]
-                )
-                uncertainty[rows] = torch.where(is_regression[task_ids], error, output.entropy.float())
+                output = scorer(**inputs, task_ids=pool["task_ids"][rows])
+                entropy[rows] = output.entropy.float()
+                prediction[rows] = output.logits[:, 0].float()
         scorer.train()
-        keep = select_most_uncertain(uncertainty, pool["task_ids"], len(tasks), chunk)
+        task_ids = pool["task_ids"]
+        error = regression_uncertainty(prediction, pool["labels"].float(), task_ids, label_range)
+        uncertainty = torch.where(is_regression[task_ids], error, entropy)
+        keep = select_most_uncertain(uncertainty, task_ids, len(tasks), chunk)
         selected = {key: value[keep] for key, value in pool.items()}
         longest = int(lengths[keep].max())
         for key in TOKEN_FIELDS:

@@ -1,3 +1,4 @@
+import math
 from collections import Counter
 
 import pytest
@@ -131,10 +132,25 @@ def test_grouping_by_length_cuts_padding_but_keeps_each_epochs_examples():
     assert sorted(spreads)[len(spreads) // 2] <= 10  # most batches hold examples of similar length
 
 
-def test_regression_uncertainty_is_the_error_relative_to_half_the_label_range():
-    prediction = torch.tensor([0.0, 2.5, 4.0, 5.0])
-    target = torch.tensor([5.0, 2.5, 3.0, 4.5])
-    label_range = torch.tensor([[0.0, 5.0]]).expand(4, 2)
-    assert regression_uncertainty(prediction, target, label_range).tolist() == pytest.approx(
-        [1.0, 0.0, 0.4, 0.2]
+def test_regression_uncertainty_is_the_tasks_rmse_relative_to_the_label_spread():
+    label_range = torch.tensor([[0.0, 5.0], [0.0, 1.0]])
+    spread = 5 / math.sqrt(12)
+    # Task 0: errors 1, 0, 2 (RMSE sqrt(5/3)); task 1: no error. Every candidate gets its task's value.
+    u = regression_uncertainty(
+        torch.tensor([1.0, 2.0, 0.3, 3.0]),
+        torch.tensor([2.0, 2.0, 0.3, 5.0]),
+        torch.tensor([0, 0, 1, 0]),
+        label_range,
     )
+    assert u.tolist() == pytest.approx([math.sqrt(5 / 3) / spread] * 2 + [0.0] + [math.sqrt(5 / 3) / spread])
+
+    # A model that only knows the middle of the range scores 1, as a chance-level classifier's entropy
+    # does; a good one scores low; an untrained head far off the labels is capped at 1.
+    target = torch.linspace(0, 5, 101)
+    task_ids = torch.zeros(101, dtype=torch.long)
+    middle = regression_uncertainty(torch.full((101,), 2.5), target, task_ids, label_range)
+    good = regression_uncertainty(target + 0.5 * torch.randn(101), target, task_ids, label_range)
+    untrained = regression_uncertainty(torch.full((101,), -3.0), target, task_ids, label_range)
+    assert middle.unique().tolist() == [1.0]
+    assert float(good[0]) < 0.5
+    assert untrained.unique().tolist() == [1.0]

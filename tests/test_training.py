@@ -1,5 +1,6 @@
 """The trainer's MT-Uncertainty step and task-usage counters, on the tiny model and the fixtures."""
 
+import math
 from pathlib import Path
 
 import torch
@@ -32,10 +33,10 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
 
     selected, kept_index = trainer.select_uncertain_candidates(model, dict(pool), example_index)
 
-    # Re-state Algorithm 1 example by example, each candidate unpadded; STS-B's uncertainty is its
-    # error, 2 |prediction - label| / 5, at most 1.
+    # Re-state Algorithm 1 example by example, each candidate unpadded; every STS-B candidate's
+    # uncertainty is the RMSE over the pool's STS-B candidates divided by 5 / sqrt(12), at most 1.
     model.eval()
-    uncertainties = []
+    uncertainties, stsb_squared_errors = [], []
     with torch.no_grad():
         for i in range(len(pool_indices)):
             n = int(pool["attention_mask"][i].sum())
@@ -45,12 +46,12 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
                 task_ids=pool["task_ids"][i : i + 1],
             )
             if TASKS[int(pool["task_ids"][i])] == "sts-b":
-                uncertainties.append(
-                    min(1.0, 2 * abs(float(output.logits[0, 0]) - float(pool["labels"][i])) / 5)
-                )
+                stsb_squared_errors.append((float(output.logits[0, 0]) - float(pool["labels"][i])) ** 2)
+                uncertainties.append(None)
             else:
                 uncertainties.append(float(output.entropy[0]))
-    entropy = torch.tensor(uncertainties)
+    stsb = min(1.0, math.sqrt(sum(stsb_squared_errors) / len(stsb_squared_errors)) / (5 / math.sqrt(12)))
+    entropy = torch.tensor([stsb if u is None else u for u in uncertainties])
     task_means = entropy.view(len(TASKS), b).mean(1)
     scores = entropy * (task_means / task_means.max()).repeat_interleave(b)
     expected = set(scores.topk(b).indices.tolist())

@@ -285,10 +285,12 @@ def measure_mt_uncertainty(
     train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path
 ) -> dict:
     """One MT-Uncertainty step (score T x b candidates without gradients, keep b, train on them) against its
-    floor (the no-grad forward over the pool in length-sorted chunks + the training step on the selection)
-    and a proportional-sampling step.
+    floor (the no-grad forward over the same pool in length-sorted chunks + the training step on the
+    selection) and against a proportional-sampling step.
 
-    The selection is CaMtlTrainer.select_uncertain_candidates, the code path of training.
+    The selection is CaMtlTrainer.select_uncertain_candidates, the code path of training. The floor's
+    training step is the one inside the same MT-Uncertainty step, timed on its own: the selection drifts
+    as the model trains, and its length with it, so a training step on any other batch would not match.
     """
     sets = {task: train_sets[task] for task in MTU_TASKS}
     model = build_model("small", "base", MTU_TASKS)
@@ -305,18 +307,16 @@ def measure_mt_uncertainty(
     count = WARMUP_ROUNDS + rounds
     pools = [collator(examples) for examples in drawn_batches(sets, "mt-uncertainty", count)]
     proportional = [model_inputs(collator(e)) for e in drawn_batches(sets, "proportional", count)]
-
-    def select(i: int) -> dict:
-        pool = dict(pools[i])
-        return trainer.select_uncertain_candidates(model, pool, pool.pop("example_index"))[0]
-
-    # The floor trains on the selection the model makes before timing starts (same sizes and lengths).
-    selected = [select(i) for i in range(count)]
+    chunks = [length_sorted_chunks(pool, BATCH_SIZE) for pool in pools]
+    training_part, selected_lengths = [], []
 
     def mtu_step(i: int) -> None:
-        training_step(model, optimizer, select(i))
-
-    chunks = [length_sorted_chunks(pool, BATCH_SIZE) for pool in pools]
+        pool = dict(pools[i])
+        selected = trainer.select_uncertain_candidates(model, pool, pool.pop("example_index"))[0]
+        start = time.perf_counter()
+        training_step(model, optimizer, selected)
+        training_part.append(time.perf_counter() - start)
+        selected_lengths.append(selected["input_ids"].shape[1])
 
     def pool_forward(i: int) -> None:
         model.eval()
@@ -329,12 +329,12 @@ def measure_mt_uncertainty(
         {
             "mtu_step": mtu_step,
             "pool_forward": pool_forward,
-            "selected_step": lambda i: training_step(model, optimizer, selected[i]),
             "proportional_step": lambda i: training_step(model, optimizer, proportional[i]),
         },
         rounds,
     )
-    floor = [a + b for a, b in zip(seconds["pool_forward"], seconds["selected_step"], strict=True)]
+    seconds["mtu_training_part"] = training_part[WARMUP_ROUNDS:]
+    floor = [a + b for a, b in zip(seconds["pool_forward"], seconds["mtu_training_part"], strict=True)]
     return {
         "tasks": len(MTU_TASKS),
         "candidates_per_step": len(MTU_TASKS) * BATCH_SIZE,
@@ -342,11 +342,13 @@ def measure_mt_uncertainty(
         "floor_median_s": statistics.median(floor),
         "mean_pool_length": statistics.mean(p["input_ids"].shape[1] for p in pools),
         "mean_chunk_length": statistics.mean(c["input_ids"].shape[1] for cs in chunks for c in cs),
-        "mean_selected_length": statistics.mean(s["input_ids"].shape[1] for s in selected),
+        "selected_lengths": selected_lengths[WARMUP_ROUNDS:],
         "ratios": {
             "mtu_vs_floor": paired_ratio(seconds["mtu_step"], floor),
             "mtu_vs_proportional": paired_ratio(seconds["mtu_step"], seconds["proportional_step"]),
-            "pool_forward_vs_training_step": paired_ratio(seconds["pool_forward"], seconds["selected_step"]),
+            "pool_forward_vs_training_step": paired_ratio(
+                seconds["pool_forward"], seconds["mtu_training_part"]
+            ),
         },
     }
 
@@ -543,7 +545,7 @@ def format_report(result: dict) -> str:
     lines += [
         "",
         f"MT-Uncertainty, 6 x 384, T = {mtu['tasks']}, {mtu['candidates_per_step']} candidates per step;"
-        f" floor = pool_forward + selected_step = {mtu['floor_median_s']:.3f} s",
+        f" floor = pool_forward + mtu_training_part = {mtu['floor_median_s']:.3f} s",
         f"{'step':<20}{'median s':>10}{'rounds':>8}",
     ]
     lines += [f"{name:<20}{t['median_s']:>10.3f}{t['rounds']:>8}" for name, t in mtu["steps"].items()]
