@@ -74,7 +74,7 @@ class Plan:
     memory_shapes: tuple[str, ...]
 
 
-FULL = Plan(12, 4, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
+FULL = Plan(12, 8, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
 QUICK = Plan(2, 1, 0, ("fixed",), 1, 40, 300, ("small",))  # base: one cold step each
 
 
