@@ -36,7 +36,8 @@ class ModelArguments:
         metadata={"help": "Put a layout on the backbone: base, large or none (default: from the model name)"},
     )
     conditional_init: str | None = field(
-        default=None, metadata={"help": "Initialisation of the conditional modules: reference or identity"}
+        default=None,
+        metadata={"help": "Initialisation of the conditional modules: reference (default) or identity"},
     )
     freeze_encoder_layers: str | None = field(
         default=None,
