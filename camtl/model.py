@@ -57,7 +57,7 @@ CONDITIONAL_INITS = ("reference", "identity")
 # "identity": FiLM gamma = beta = 0 and adapter up-projections 0, so every conditional module passes its
 # input through; a base layout that keeps its pretrained top layer then computes exactly its backbone.
 # The attention bias blocks start at 0 in both. The default is measured, not assumed: in the glue-mini
-# study (README, Benchmarks) the identity start trained worse (dev average 44.2 against 47.7, seed 1).
+# study (README, Benchmarks) the identity start trained worse (dev average 44.5 against 46.1, 3 seeds).
 DEFAULT_CONDITIONAL_INIT = "reference"
 
 # User-facing model names: name -> (layout, backbone). BUNDLED_ENCODER is the offline 6-layer MiniLM.
