@@ -232,11 +232,15 @@ def measure_training_steps(
     """CA-MTL vs vanilla training steps on the same mixed-task batches, for each padding."""
     models = {name: build_model(shape, layout) for name, layout in CONTENDERS.items()}
     optimizers = {name: make_optimizer(model) for name, model in models.items()}
-    batches = {}
-    for padding in paddings:
-        pad_to, grouped = PADDINGS[padding]
-        examples = drawn_batches(train_sets, "proportional", warmup + rounds, grouped)
-        batches[padding] = [model_inputs(MultiTaskCollator(pad_token_id, pad_to)(e)) for e in examples]
+    draws = {  # fixed and dynamic padding collate the same draw
+        grouped: drawn_batches(train_sets, "proportional", warmup + rounds, grouped)
+        for grouped in {PADDINGS[padding][1] for padding in paddings}
+    }
+    batches = {
+        padding: [model_inputs(MultiTaskCollator(pad_token_id, PADDINGS[padding][0])(e))
+                  for e in draws[PADDINGS[padding][1]]]
+        for padding in paddings
+    }  # fmt: skip
 
     def step(name: str, padding: str) -> Callable[[int], None]:
         return lambda i: training_step(models[name], optimizers[name], batches[padding][i])
@@ -257,9 +261,7 @@ def measure_training_steps(
         result["ratios"][f"camtl_vs_vanilla_{padding}"] = paired_ratio(
             seconds[f"camtl_{padding}"], seconds[f"vanilla_{padding}"]
         )
-    for padding in paddings:
-        if padding == "fixed" or "fixed" not in paddings:
-            continue
+    for padding in [p for p in paddings if p != "fixed"] if "fixed" in paddings else []:
         for name in models:  # examples/s over examples/s padded to 128 = fixed time over this time
             result["ratios"][f"{padding}_vs_fixed_{name}"] = paired_ratio(
                 seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"]
