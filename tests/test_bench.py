@@ -38,6 +38,12 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
         speed.paired_ratio([1.0, 2.0], [1.0])
 
 
+def test_paired_ratio_quartiles_show_how_far_rounds_disagree():
+    camtl = [1.0, 1.1, 1.2, 1.3, 1.4]
+    assert speed.paired_ratio_quartiles(camtl, [1.0] * 5) == pytest.approx((1.1, 1.3))
+    assert speed.paired_ratio_quartiles([2.0], [1.0]) == (2.0, 2.0)  # one round (quick): no spread
+
+
 def test_summarize_times_reports_median_and_throughput():
     summary = speed.summarize_times([2.0, 1.0, 4.0], examples=32)
     assert summary["median_s"] == 2.0

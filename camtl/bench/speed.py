@@ -74,7 +74,7 @@ class Plan:
     memory_shapes: tuple[str, ...]
 
 
-FULL = Plan(12, 8, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
+FULL = Plan(20, 16, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
 QUICK = Plan(2, 1, 0, ("fixed",), 1, 40, 300, ("small",))  # base: one cold step each
 
 
@@ -98,11 +98,25 @@ def alternate(steps: dict[str, Callable[[int], object]], rounds: int, warmup: in
     return seconds
 
 
-def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
-    """Median over rounds of numerator_i / denominator_i, two times taken in the same round."""
+def paired_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
+    """numerator_i / denominator_i for each round: two times taken in the same round."""
     if not numerator or len(numerator) != len(denominator):
-        raise ValueError("paired_ratio needs two equally long, non-empty lists of times")
-    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
+        raise ValueError("paired ratios need two equally long, non-empty lists of times")
+    return [a / b for a, b in zip(numerator, denominator, strict=True)]
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of the paired ratios."""
+    return statistics.median(paired_ratios(numerator, denominator))
+
+
+def paired_ratio_quartiles(numerator: list[float], denominator: list[float]) -> tuple[float, float]:
+    """First and third quartiles of the paired ratios: how far the rounds disagree."""
+    ratios = paired_ratios(numerator, denominator)
+    if len(ratios) == 1:
+        return ratios[0], ratios[0]
+    first, _, third = statistics.quantiles(ratios, n=4, method="inclusive")
+    return first, third
 
 
 def summarize_times(seconds: list[float], examples: int) -> dict:
@@ -256,16 +270,15 @@ def measure_training_steps(
             float(b["attention_mask"].sum(1).float().mean()) for b in batches[paddings[0]]
         ),
         "ratios": {},
+        "ratio_quartiles": {},
     }
-    for padding in paddings:
-        result["ratios"][f"camtl_vs_vanilla_{padding}"] = paired_ratio(
-            seconds[f"camtl_{padding}"], seconds[f"vanilla_{padding}"]
-        )
+    pairs = {f"camtl_vs_vanilla_{p}": (f"camtl_{p}", f"vanilla_{p}") for p in paddings}
     for padding in [p for p in paddings if p != "fixed"] if "fixed" in paddings else []:
         for name in models:  # examples/s over examples/s padded to 128 = fixed time over this time
-            result["ratios"][f"{padding}_vs_fixed_{name}"] = paired_ratio(
-                seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"]
-            )
+            pairs[f"{padding}_vs_fixed_{name}"] = (f"{name}_fixed", f"{name}_{padding}")
+    for ratio, (numerator, denominator) in pairs.items():
+        result["ratios"][ratio] = paired_ratio(seconds[numerator], seconds[denominator])
+        result["ratio_quartiles"][ratio] = paired_ratio_quartiles(seconds[numerator], seconds[denominator])
     return result
 
 
@@ -337,7 +350,7 @@ def measure_mt_uncertainty(
     )
     seconds["mtu_training_part"] = training_part[WARMUP_ROUNDS:]
     floor = [a + b for a, b in zip(seconds["pool_forward"], seconds["mtu_training_part"], strict=True)]
-    return {
+    result = {
         "tasks": len(MTU_TASKS),
         "candidates_per_step": len(MTU_TASKS) * BATCH_SIZE,
         "steps": {name: summarize_times(times, BATCH_SIZE) for name, times in seconds.items()},
@@ -345,14 +358,15 @@ def measure_mt_uncertainty(
         "mean_pool_length": statistics.mean(p["input_ids"].shape[1] for p in pools),
         "mean_chunk_length": statistics.mean(c["input_ids"].shape[1] for cs in chunks for c in cs),
         "selected_lengths": selected_lengths[WARMUP_ROUNDS:],
-        "ratios": {
-            "mtu_vs_floor": paired_ratio(seconds["mtu_step"], floor),
-            "mtu_vs_proportional": paired_ratio(seconds["mtu_step"], seconds["proportional_step"]),
-            "pool_forward_vs_training_step": paired_ratio(
-                seconds["pool_forward"], seconds["mtu_training_part"]
-            ),
-        },
     }
+    pairs = {
+        "mtu_vs_floor": (seconds["mtu_step"], floor),
+        "mtu_vs_proportional": (seconds["mtu_step"], seconds["proportional_step"]),
+        "pool_forward_vs_training_step": (seconds["pool_forward"], seconds["mtu_training_part"]),
+    }
+    result["ratios"] = {name: paired_ratio(*times) for name, times in pairs.items()}
+    result["ratio_quartiles"] = {name: paired_ratio_quartiles(*times) for name, times in pairs.items()}
+    return result
 
 
 def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int) -> dict:
@@ -497,31 +511,39 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
         log(f"peak memory, {shape}")
         result["memory"][shape] = measure_memory(shape)
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    result["ratios"] = collect_ratios(result)
+    result["ratios"], result["ratio_quartiles"] = collect_ratios(result)
     result["targets"] = check_targets(result["ratios"])
     return result
 
 
-def collect_ratios(result: dict) -> dict[str, float]:
-    small, base = result["training_small"]["ratios"], result["training_base"]["ratios"]
-    ratios = {
-        "camtl_vs_vanilla_small": small["camtl_vs_vanilla_fixed"],
-        "camtl_vs_vanilla_small_dynamic": small["camtl_vs_vanilla_dynamic"],
-        "camtl_vs_vanilla_base": base["camtl_vs_vanilla_fixed"],
-        "dynamic_vs_fixed_padding": small["dynamic_vs_fixed_camtl"],
-        "dynamic_vs_fixed_padding_vanilla": small["dynamic_vs_fixed_vanilla"],
-        "grouped_vs_fixed_padding": small["grouped_vs_fixed_camtl"],
-        "grouped_vs_fixed_padding_vanilla": small["grouped_vs_fixed_vanilla"],
-        **result["mt_uncertainty"]["ratios"],
-        "evaluation_camtl_vs_vanilla_time": result["evaluation"]["camtl_vs_vanilla"],
-    }
-    if "camtl_vs_vanilla_dynamic" in base:
-        ratios["camtl_vs_vanilla_base_dynamic"] = base["camtl_vs_vanilla_dynamic"]
+TRAINING_RATIOS = {  # published ratio -> (shape, ratio of measure_training_steps)
+    "camtl_vs_vanilla_small": ("small", "camtl_vs_vanilla_fixed"),
+    "camtl_vs_vanilla_small_dynamic": ("small", "camtl_vs_vanilla_dynamic"),
+    "camtl_vs_vanilla_base": ("base", "camtl_vs_vanilla_fixed"),
+    "camtl_vs_vanilla_base_dynamic": ("base", "camtl_vs_vanilla_dynamic"),
+    "dynamic_vs_fixed_padding": ("small", "dynamic_vs_fixed_camtl"),
+    "dynamic_vs_fixed_padding_vanilla": ("small", "dynamic_vs_fixed_vanilla"),
+    "grouped_vs_fixed_padding": ("small", "grouped_vs_fixed_camtl"),
+    "grouped_vs_fixed_padding_vanilla": ("small", "grouped_vs_fixed_vanilla"),
+}
+
+
+def collect_ratios(result: dict) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Every published ratio, and the quartiles of the per-round ratios for those timed in rounds."""
+    ratios, quartiles = {}, {}
+    for name, (shape, measured) in TRAINING_RATIOS.items():
+        training = result[f"training_{shape}"]
+        if measured in training["ratios"]:
+            ratios[name] = training["ratios"][measured]
+            quartiles[name] = training["ratio_quartiles"][measured]
+    ratios.update(result["mt_uncertainty"]["ratios"])
+    quartiles.update(result["mt_uncertainty"]["ratio_quartiles"])
+    ratios["evaluation_camtl_vs_vanilla_time"] = result["evaluation"]["camtl_vs_vanilla"]
     for shape in ("small", "base"):
         if shape in result["memory"]:
             ratios[f"memory_peak_camtl_vs_vanilla_{shape}"] = result["memory"][shape]["peak_camtl_vs_vanilla"]
             ratios[f"memory_step_camtl_vs_vanilla_{shape}"] = result["memory"][shape]["step_camtl_vs_vanilla"]
-    return ratios
+    return ratios, quartiles
 
 
 def format_report(result: dict) -> str:
@@ -572,11 +594,13 @@ def format_report(result: dict) -> str:
                 for name in CONTENDERS
             ]
             lines.append(f"{shape:<7}" + "  ".join(parts))
-    lines += ["", f"{'ratio (paired medians)':<38}{'value':>8}  target"]
+    lines += ["", f"{'ratio (median of paired rounds)':<38}{'value':>8}  {'quartiles':<15}target"]
     for name, value in result["ratios"].items():
         target = result["targets"].get(name)
         verdict = f"{target['target']}  {'met' if target['met'] else 'MISSED'}" if target else ""
-        lines.append(f"{name:<38}{value:>8.3f}  {verdict}".rstrip())
+        first, third = result["ratio_quartiles"].get(name, (None, None))
+        spread = f"{first:.3f}-{third:.3f}" if first is not None else ""
+        lines.append(f"{name:<38}{value:>8.3f}  {spread:<15}{verdict}".rstrip())
     return "\n".join(lines)
 
 
