@@ -1,6 +1,7 @@
 """The benchmark programs: the speed program's timing and ratio code, and the glue-mini study end to end
 with a tiny random BERT over the GLUE fixtures."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -118,6 +119,16 @@ def test_split_budget_is_proportional_exact_and_gives_every_task_a_step():
     assert steps[0] == steps[1] > steps[2] > steps[3]
     with pytest.raises(UsageError):
         study.split_budget(2, [1, 1, 1])
+
+
+def test_default_backbone_is_recorded_by_name_and_resolves(tmp_path):
+    args = argparse.Namespace(quick=True, backbone=None, data_dir=str(tmp_path), tasks=["rte"])
+    args.__dict__.update(dict.fromkeys(study.FULL))
+    settings = study.settings_from(args)
+    assert settings.backbone == "all-MiniLM-L6-v2"  # not this checkout's site-packages path
+    assert study.freeze_spec(settings.backbone) == "0-2"  # the bundled encoder has 6 layers
+    with pytest.raises(UsageError, match="not a BERT directory"):
+        study.settings_from(argparse.Namespace(**{**vars(args), "backbone": str(tmp_path)}))
 
 
 def test_run_flags_follow_the_contender(tmp_path, tiny_bert):

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from camtl.data import read_split
 from camtl.errors import UsageError
 from camtl.metrics import summarize
-from camtl.model import bundled_encoder_path
+from camtl.model import encoder_layer_count
 from camtl.tasks import TASKS, TRAINABLE_TASKS, evaluation_tasks, resolve_tasks
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +83,9 @@ CONTENDERS = {
     )
 }
 MAIN_CONTENDERS = ("single-task", "vanilla-mtl", "ca-mtl", "ca-mtl-mtu")
+# camtl's name for the bundled encoder, not its site-packages path: a study recorded in one checkout
+# can be continued and reported from any other.
+DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,7 @@ def train_sizes(settings: Settings) -> dict[str, int]:
 
 def freeze_spec(backbone: str) -> str:
     """Embeddings and the bottom half of the encoder: 0-2 for the 6-layer bundled encoder."""
-    layers = json.loads((Path(backbone) / "config.json").read_text())["num_hidden_layers"]
-    return f"0-{layers // 2 - 1}"
+    return f"0-{encoder_layer_count(backbone) // 2 - 1}"
 
 
 def run_flags(
@@ -345,7 +347,7 @@ def summarize_records(records: list[dict]) -> dict[str, dict]:
 
 
 def backbone_label(backbone: str) -> str:
-    return "the bundled all-MiniLM-L6-v2 (6 x 384)" if backbone == bundled_encoder_path() else f"`{backbone}`"
+    return "the bundled all-MiniLM-L6-v2 (6 x 384)" if backbone == DEFAULT_BACKBONE else f"`{backbone}`"
 
 
 def format_table(summary: dict[str, dict], settings: Settings, commands: list[str]) -> str:
@@ -515,8 +517,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     for name, value in values.items():
         if value <= 0:
             raise UsageError(f"--{name} must be positive, got {value}")
-    backbone = args.backbone or bundled_encoder_path()
-    if not (Path(backbone) / "config.json").is_file():
+    backbone = args.backbone or DEFAULT_BACKBONE
+    if encoder_layer_count(backbone) is None:
         raise UsageError(f"--backbone {backbone} is not a BERT directory (no config.json): pass a local BERT")
     if not Path(args.data_dir).is_dir():
         raise UsageError(f"--data_dir {args.data_dir} does not exist: point it at the GLUE folder")
@@ -540,7 +542,7 @@ def run(args: argparse.Namespace, command: str) -> None:
                 f"{output} holds runs made with other settings ({study_file}): pass the same options,"
                 " or another --output"
             )
-    if command not in study["commands"]:
+    if command not in study["commands"] and not args.report_only:  # the commands that made runs
         study["commands"].append(command)
     write_json(study_file, study)
 
