@@ -119,6 +119,13 @@ def paired_ratio_quartiles(numerator: list[float], denominator: list[float]) -> 
     return first, third
 
 
+def compare(pairs: dict[str, tuple[list[float], list[float]]]) -> tuple[dict, dict]:
+    """For each named (numerator times, denominator times): the paired ratio and its quartiles."""
+    ratios = {name: paired_ratio(*times) for name, times in pairs.items()}
+    quartiles = {name: paired_ratio_quartiles(*times) for name, times in pairs.items()}
+    return ratios, quartiles
+
+
 def summarize_times(seconds: list[float], examples: int) -> dict:
     median = statistics.median(seconds)
     return {
@@ -269,16 +276,12 @@ def measure_training_steps(
         "mean_example_length": statistics.mean(
             float(b["attention_mask"].sum(1).float().mean()) for b in batches[paddings[0]]
         ),
-        "ratios": {},
-        "ratio_quartiles": {},
     }
-    pairs = {f"camtl_vs_vanilla_{p}": (f"camtl_{p}", f"vanilla_{p}") for p in paddings}
-    for padding in [p for p in paddings if p != "fixed"] if "fixed" in paddings else []:
+    pairs = {f"camtl_vs_vanilla_{p}": (seconds[f"camtl_{p}"], seconds[f"vanilla_{p}"]) for p in paddings}
+    for padding in (p for p in paddings if p != "fixed"):  # every plan measures "fixed"
         for name in models:  # examples/s over examples/s padded to 128 = fixed time over this time
-            pairs[f"{padding}_vs_fixed_{name}"] = (f"{name}_fixed", f"{name}_{padding}")
-    for ratio, (numerator, denominator) in pairs.items():
-        result["ratios"][ratio] = paired_ratio(seconds[numerator], seconds[denominator])
-        result["ratio_quartiles"][ratio] = paired_ratio_quartiles(seconds[numerator], seconds[denominator])
+            pairs[f"{padding}_vs_fixed_{name}"] = (seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"])
+    result["ratios"], result["ratio_quartiles"] = compare(pairs)
     return result
 
 
@@ -364,8 +367,7 @@ def measure_mt_uncertainty(
         "mtu_vs_proportional": (seconds["mtu_step"], seconds["proportional_step"]),
         "pool_forward_vs_training_step": (seconds["pool_forward"], seconds["mtu_training_part"]),
     }
-    result["ratios"] = {name: paired_ratio(*times) for name, times in pairs.items()}
-    result["ratio_quartiles"] = {name: paired_ratio_quartiles(*times) for name, times in pairs.items()}
+    result["ratios"], result["ratio_quartiles"] = compare(pairs)
     return result
 
 
