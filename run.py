@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
         tasks,
         layout=model_args.layout,
         max_seq_length=data_args.max_seq_length,
-        conditional_init=model_args.conditional_init,
+        **model_args.model_options(),
     )
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     if model_args.freeze_encoder_layers:
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
             percent_of_max_data_size=data_args.percent_of_max_data_size,
             temperature=data_args.sampling_temperature,
             uniform_mt_sampling=data_args.uniform_mt_sampling,
+            mtu_scoring_mode=data_args.mtu_scoring_mode,
         )
         if args.train_sampling_strategy == "group_by_length":
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))

@@ -35,16 +35,47 @@ class ModelArguments:
         default=None,
         metadata={"help": "Put a layout on the backbone: base, large or none (default: from the model name)"},
     )
-    conditional_init: str | None = field(
-        default=None,
-        metadata={"help": "Initialisation of the conditional modules: reference (default) or identity"},
-    )
     freeze_encoder_layers: str | None = field(
         default=None,
         metadata={
             "help": "Freeze embeddings and encoder layers a-b (inclusive); conditional parts stay trainable"
         },
     )
+    # camtl's options; each default is the authors' computation (README: Differences from the authors' code).
+    pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "cls (default: the [CLS] pooler, as the authors), mean, or auto (the backbone's own)"
+        },
+    )
+    conditional_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Ablations: the conditional parts to keep (alignment attention layer_norm adapter)",
+                  "nargs": "+"},
+    )  # fmt: skip
+    attention_blocks: int | None = field(
+        default=None,
+        metadata={"help": "Blocks of M(z) (default hidden_size // max_seq_length, the authors')"},
+    )
+    attention_film: str | None = field(
+        default=None, metadata={"help": "shared (default: one FiLM for all blocks of M(z)) or per_block"}
+    )
+    adapter_activation: str | None = field(
+        default=None, metadata={"help": "An activation between the adapter's projections (the authors: none)"}
+    )
+    stream_residual: bool = field(
+        default=False, metadata={"help": "Large layout: residual and CLN around each stream adapter"}
+    )
+    loss_reduction: str | None = field(
+        default=None,
+        metadata={"help": "task_mean (default: mean of each task's mean loss, the authors') or example_mean"},
+    )
+
+    def model_options(self) -> dict:
+        """The CaMtlConfig options set on the command line (unset ones keep the config's defaults)."""
+        names = ("pooling", "conditional_modules", "attention_blocks", "attention_film", "adapter_activation",
+                 "stream_residual", "loss_reduction")  # fmt: skip
+        return {name: getattr(self, name) for name in names if getattr(self, name) not in (None, False)}
 
 
 @dataclass
@@ -85,6 +116,12 @@ class DataArguments:
     sampling_temperature: float = field(
         default=2.0, metadata={"help": "Temperature sampling: p_t proportional to n_t ** (1 / T)"}
     )
+    mtu_scoring_mode: str = field(
+        default="train",
+        metadata={
+            "help": "MT-Uncertainty scores its pool with dropout on (train, the authors') or off (eval)"
+        },
+    )
 
     def resolve_sampler(self) -> str:
         """Map --task_sampling and the reference's seed flags onto one sampler name."""
@@ -101,6 +138,8 @@ class DataArguments:
             raise UsageError(
                 f"--percent_of_max_data_size must be in (0, 10], got {self.percent_of_max_data_size}"
             )
+        if self.mtu_scoring_mode not in ("train", "eval"):
+            raise UsageError(f"--mtu_scoring_mode must be train or eval, got {self.mtu_scoring_mode!r}")
         sampler = chosen or implied or "proportional"
         if sampler == "temperature" and not self.sampling_temperature > 0:
             raise UsageError(

@@ -148,8 +148,10 @@ class TemperatureSampler(TaskSampler):
 class MTUncertaintySampler(TaskSampler):
     """Yields pools of ``batch_size`` candidates from every task, task by task, in one list.
 
-    The epoch has as many steps as proportional sampling would (all examples / batch size), or,
-    with ``uniform_epoch`` (``--uniform_mt_sampling``), as many as uniform sampling would.
+    The epoch length is the authors' (``mtl_trainer.py``): max_t(batches of task t) x T x
+    percent_of_max_data_size steps, and with ``uniform_epoch`` (``--uniform_mt_sampling``) that divided
+    by the batch size. ``scoring_mode`` is the model's mode while it scores a pool: "train" (dropout on,
+    as the authors' trainer leaves it) or "eval".
     """
 
     scores_candidates = True
@@ -161,15 +163,16 @@ class MTUncertaintySampler(TaskSampler):
         seed: int,
         uniform_epoch: bool = False,
         percent_of_max_data_size: float = 1.0,
+        scoring_mode: str = "train",
     ):
         super().__init__(task_sizes, batch_size, seed)
         self.selected_per_step = batch_size
         self.batch_size = batch_size * len(task_sizes)  # what the data loader yields per step
-        if uniform_epoch:
-            per_task = max(1, round(max(task_sizes) * percent_of_max_data_size))
-            self.steps = math.ceil(per_task * len(task_sizes) / batch_size)
-        else:
-            self.steps = math.ceil(sum(task_sizes) / batch_size)
+        self.scoring_mode = scoring_mode
+        steps = (
+            max(math.ceil(n / batch_size) for n in task_sizes) * len(task_sizes) * percent_of_max_data_size
+        )
+        self.steps = max(1, int(steps / batch_size if uniform_epoch else steps))
 
     def __len__(self) -> int:
         return self.steps
@@ -203,15 +206,13 @@ def regression_uncertainty(
     squared_error = (prediction - target).square()
     totals = torch.zeros(num_tasks, dtype=squared_error.dtype, device=squared_error.device)
     totals.index_add_(0, task_ids, squared_error)
-    counts = torch.bincount(task_ids, minlength=num_tasks).clamp(min=1)
+    counts = torch.zeros_like(totals).index_add_(0, task_ids, torch.ones_like(squared_error)).clamp(min=1)
     spread = (label_range[:, 1] - label_range[:, 0]) / math.sqrt(12)
     return ((totals / counts).sqrt() / spread).clamp(max=1.0)[task_ids]
 
 
-def select_most_uncertain(
-    entropy: torch.Tensor, task_ids: torch.Tensor, num_tasks: int, k: int
-) -> torch.Tensor:
-    """Algorithm 1 of the paper: keep the ``k`` candidates with the highest score
+def uncertainty_scores(entropy: torch.Tensor, task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
+    """Algorithm 1 of the paper, the score of each candidate:
 
         score_i = H_i * mean_t(H) / max_t' mean_t'(H),   t = task of candidate i,
 
@@ -222,10 +223,17 @@ def select_most_uncertain(
     totals = torch.zeros(num_tasks, dtype=entropy.dtype, device=entropy.device).index_add_(
         0, task_ids, entropy
     )
-    counts = torch.bincount(task_ids, minlength=num_tasks).to(entropy.dtype)
+    counts = torch.zeros_like(totals).index_add_(0, task_ids, torch.ones_like(entropy))
     task_mean = totals / counts.clamp(min=1)
     weight = task_mean / task_mean.max().clamp(min=torch.finfo(entropy.dtype).tiny)
-    return (entropy * weight[task_ids]).topk(k).indices
+    return entropy * weight[task_ids]
+
+
+def select_most_uncertain(
+    entropy: torch.Tensor, task_ids: torch.Tensor, num_tasks: int, k: int
+) -> torch.Tensor:
+    """Indices of the ``k`` candidates with the highest ``uncertainty_scores``."""
+    return uncertainty_scores(entropy, task_ids, num_tasks).topk(k).indices
 
 
 def build_sampler(
@@ -236,6 +244,7 @@ def build_sampler(
     percent_of_max_data_size: float = 1.0,
     temperature: float = 2.0,
     uniform_mt_sampling: bool = False,
+    mtu_scoring_mode: str = "train",
 ) -> TaskSampler:
     """The one place that maps a sampler name (``--task_sampling``) to its class."""
     if batch_size <= 0:
@@ -256,6 +265,6 @@ def build_sampler(
         return TemperatureSampler(task_sizes, batch_size, seed, temperature)
     if name == "mt-uncertainty":
         return MTUncertaintySampler(
-            task_sizes, batch_size, seed, uniform_mt_sampling, percent_of_max_data_size
+            task_sizes, batch_size, seed, uniform_mt_sampling, percent_of_max_data_size, mtu_scoring_mode
         )
     raise UsageError(f"unknown --task_sampling '{name}': choose from {', '.join(SAMPLERS)}")

@@ -23,7 +23,6 @@ from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
-from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class TaskUsage:
     def record(self, task_ids: torch.Tensor, example_index: torch.Tensor) -> None:
         if self.drawn.device != task_ids.device:
             self.to(task_ids.device)
-        self.drawn += torch.bincount(task_ids, minlength=len(self.drawn))
+        self.drawn.index_add_(0, task_ids, torch.ones_like(task_ids))  # bincount would sync to the host
         self.seen[self.offsets[task_ids] + example_index] = True
 
     def summary(self, reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> dict[str, float]:
@@ -144,39 +143,55 @@ class CaMtlTrainer(Trainer):
     ) -> tuple[dict, torch.Tensor]:
         """Score the pool with the current model (no gradients) and keep the most uncertain examples.
 
-        The T x b candidates are scored in T chunks of b sorted by length, each trimmed to its own
-        longest example, so short-sentence tasks do not pay for the padding of long ones.
+        On a CUDA device the T x b candidates are scored in one forward, without a host sync. On the CPU
+        they are scored in T length-sorted chunks of b, each trimmed to its own longest example, so that
+        short-sentence tasks do not pay for the padding of long ones (reading the lengths costs nothing
+        there). Regression candidates get ``regression_uncertainty``, everything else its entropy.
         """
         started = time.perf_counter()
         scorer = self.accelerator.unwrap_model(model)
+        heads = scorer.heads
+        task_ids = pool["task_ids"]
+        entropy, prediction = self._score_pool(scorer, pool)
+        error = regression_uncertainty(prediction, pool["labels"].float(), task_ids, heads.label_range)
+        uncertainty = torch.where(heads.is_regression[task_ids], error, entropy)
+        keep = select_most_uncertain(
+            uncertainty, task_ids, len(heads.num_labels), self.task_sampler.selected_per_step
+        )
+        selected = {key: value[keep] for key, value in pool.items()}
+        if selected["input_ids"].device.type == "cpu":
+            longest = int(selected["attention_mask"].sum(1).max())
+            for key in TOKEN_FIELDS:
+                selected[key] = selected[key][:, :longest]
+        self.usage.selection_seconds += time.perf_counter() - started
+        return selected, example_index[keep]
+
+    def _score_pool(self, scorer, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(entropy, first logit) of every candidate, fp32, in the sampler's scoring mode."""
+        was_training = scorer.training
+        scorer.train(self.task_sampler.scoring_mode == "train")
+        with torch.no_grad(), self.autocast_smart_context_manager():
+            if pool["input_ids"].device.type != "cpu":
+                output = scorer(**{key: pool[key] for key in TOKEN_FIELDS}, task_ids=pool["task_ids"])
+                entropy, prediction = output.entropy, output.logits[:, 0]
+            else:
+                entropy, prediction = self._score_in_chunks(scorer, pool)
+        scorer.train(was_training)
+        return entropy.float(), prediction.float()
+
+    def _score_in_chunks(self, scorer, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         chunk = self.task_sampler.selected_per_step
         lengths = pool["attention_mask"].sum(1)
         order = torch.argsort(lengths, descending=True)
-        chunk_lengths = lengths[order[::chunk]].tolist()  # the one host sync of the selection
-        tasks = [TASKS[name] for name in scorer.config.tasks]
-        is_regression = torch.tensor([task.is_regression for task in tasks], device=lengths.device)
-        label_range = torch.tensor([task.label_range or (0.0, 1.0) for task in tasks], device=lengths.device)
-        entropy = torch.empty(len(order), device=lengths.device)
-        prediction = torch.empty(len(order), device=lengths.device)  # regression output; unused otherwise
-        scorer.eval()
-        with torch.no_grad():
-            for start, length in zip(range(0, len(order), chunk), chunk_lengths, strict=True):
-                rows = order[start : start + chunk]
-                inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
-                output = scorer(**inputs, task_ids=pool["task_ids"][rows])
-                entropy[rows] = output.entropy.float()
-                prediction[rows] = output.logits[:, 0].float()
-        scorer.train()
-        task_ids = pool["task_ids"]
-        error = regression_uncertainty(prediction, pool["labels"].float(), task_ids, label_range)
-        uncertainty = torch.where(is_regression[task_ids], error, entropy)
-        keep = select_most_uncertain(uncertainty, task_ids, len(tasks), chunk)
-        selected = {key: value[keep] for key, value in pool.items()}
-        longest = int(lengths[keep].max())
-        for key in TOKEN_FIELDS:
-            selected[key] = selected[key][:, :longest]
-        self.usage.selection_seconds += time.perf_counter() - started
-        return selected, example_index[keep]
+        entropy = torch.empty(len(order))
+        prediction = torch.empty(len(order))
+        for start, length in zip(range(0, len(order), chunk), lengths[order[::chunk]].tolist(), strict=True):
+            rows = order[start : start + chunk]
+            inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
+            output = scorer(**inputs, task_ids=pool["task_ids"][rows])
+            entropy[rows] = output.entropy.float()
+            prediction[rows] = output.logits[:, 0].float()
+        return entropy, prediction
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and hasattr(self, "usage"):

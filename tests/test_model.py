@@ -1,4 +1,8 @@
-"""The CA-MTL model: HF equivalence, layouts, mixed batches, padding, losses, freezing, loading, the CLI."""
+"""The CA-MTL model on BERT: stock equivalence, layouts, mixed batches, padding, losses, freezing, loading, CLI.
+
+The equivalence with the authors' code is tests/test_reference_equivalence.py; other backbone families
+are tests/test_families.py.
+"""
 
 import json
 import math
@@ -12,22 +16,22 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertModel
 
-import camtl.model
+import camtl.model.__main__ as summary_cli
+import camtl.model.presets
 from camtl.errors import UsageError
 from camtl.model import (
     CaMtlConfig,
-    CaMtlLayer,
     CaMtlModel,
-    CaMtlSelfAttention,
-    LayerRole,
     freeze_encoder_layers,
     layer_roles,
     load_model,
     load_tokenizer,
     parameter_report,
 )
+from camtl.model.conditioning import ATTENTION_IMPLEMENTATION, conditional_sdpa
 from camtl.modules import (
     ConditionalAdapter,
+    ConditionalAttentionBias,
     ConditionalLayerNorm,
     ConditionalModule,
     conditional_parameter_names,
@@ -51,10 +55,9 @@ def tiny_bert(num_layers: int = 4, max_position_embeddings: int = 64) -> BertCon
 def tiny_model(layout: str = "base", num_layers: int = 4, **options) -> CaMtlModel:
     config = CaMtlConfig(
         layout=layout,
-        backbone=tiny_bert(num_layers).to_diff_dict(),
+        backbone=tiny_bert(num_layers).to_dict(),
         tasks=TASKS,
         max_seq_length=MAX_SEQ_LENGTH,
-        attention_bias_blocks=3,
         **options,
     )
     model = CaMtlModel(config)
@@ -71,14 +74,12 @@ def batch(seq_length: int = 10, pad_from: tuple[int, ...] = (10, 6, 10, 4, 8, 10
     attention_mask = (torch.arange(seq_length)[None, :] < torch.tensor(pad_from)[:, None]).long()
     input_ids = input_ids * attention_mask
     token_type_ids = (torch.arange(seq_length)[None, :] >= 3).long().expand(size, -1) * attention_mask
-    task_ids = torch.tensor([0, 1, 2, 1, 0, 2])[:size]
-    labels = torch.tensor([1.0, 3.2, 2.0, 0.4, 0.0, 1.0])[:size]
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "token_type_ids": token_type_ids,
-        "task_ids": task_ids,
-        "labels": labels,
+        "task_ids": torch.tensor([0, 1, 2, 1, 0, 2])[:size],
+        "labels": torch.tensor([1.0, 3.2, 2.0, 0.4, 0.0, 1.0])[:size],
     }
 
 
@@ -96,20 +97,23 @@ def bert_dir(tmp_path_factory):
     return path
 
 
-# --- equivalence with HF BERT --------------------------------------------------------------------------
-
-
-def test_plain_encoder_equals_hf_bert_model():
-    torch.manual_seed(2)
-    bert = BertModel(tiny_bert()).eval()
-    model = CaMtlModel(CaMtlConfig(layout="none", backbone=tiny_bert().to_diff_dict(), tasks=TASKS)).eval()
-    missing, unexpected = model.load_state_dict(bert.state_dict(), strict=False)
-    assert unexpected == [] and all(name.startswith("heads.") for name in missing)
-    inputs = batch()
-    expected = bert(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
-    sequence_output, pooled_output = model.encode(
+def encode(model: CaMtlModel, inputs: dict):
+    return model.encode(
         inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"]
     )
+
+
+# --- the stock backbone --------------------------------------------------------------------------------
+
+
+def test_baseline_layout_is_the_stock_bert(bert_dir):
+    bert = BertModel.from_pretrained(bert_dir).eval()
+    model = load_model(str(bert_dir), TASKS, max_seq_length=MAX_SEQ_LENGTH).eval()
+    assert model.config.layout == "none" and isinstance(model.backbone, BertModel)
+    assert not any(isinstance(module, ConditionalModule) for module in model.modules())
+    inputs = batch()
+    expected = bert(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+    sequence_output, pooled_output = encode(model, inputs)
     valid = inputs["attention_mask"].bool()
     torch.testing.assert_close(
         sequence_output[valid], expected.last_hidden_state[valid], atol=1e-5, rtol=1e-5
@@ -117,119 +121,93 @@ def test_plain_encoder_equals_hf_bert_model():
     torch.testing.assert_close(pooled_output, expected.pooler_output, atol=1e-5, rtol=1e-5)
 
 
-def test_plain_layer_equals_hf_bert_layer():
-    torch.manual_seed(2)
-    bert = BertModel(tiny_bert()).eval()
-    config = CaMtlConfig(layout="none", backbone=tiny_bert().to_diff_dict(), tasks=TASKS)
-    layer = CaMtlLayer(config.backbone_config, LayerRole(), config).eval()
-    layer.load_state_dict(bert.encoder.layer[1].state_dict())
-    hidden_states = torch.randn(3, 7, 32)
-    attention_mask = torch.ones(3, 7, dtype=torch.long)
-    attention_mask[1, 4:] = 0
-    additive_mask = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-    expected = bert.encoder.layer[1](hidden_states, additive_mask)
-    actual = layer(hidden_states, (attention_mask == 0)[:, None, None, :], None)
-    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+def test_only_conditional_models_use_camtls_attention_function():
+    assert tiny_model("none").backbone.config._attn_implementation == "sdpa"
+    assert tiny_model("base").backbone.config._attn_implementation == ATTENTION_IMPLEMENTATION
+    ablated = tiny_model("base", conditional_modules=["layer_norm", "adapter"])
+    assert ablated.backbone.config._attn_implementation == "sdpa"
 
 
-def test_conditional_attention_equals_an_example_by_example_restatement():
-    config = CaMtlConfig(
-        layout="base",
-        backbone=tiny_bert().to_diff_dict(),
-        tasks=TASKS,
-        max_seq_length=10,
-        attention_bias_blocks=3,
+def test_attention_function_hands_a_layer_without_bias_to_stock_sdpa_unchanged(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(
+        "camtl.model.conditioning.sdpa_attention_forward",
+        lambda module, q, k, v, mask, **kwargs: seen.setdefault("mask", mask),
     )
-    attention = CaMtlSelfAttention(
-        config.backbone_config, LayerRole(conditional_attention=True), config
-    ).eval()
-    bias = attention.attention_bias
+    plain = torch.nn.Module()
+    conditional_sdpa(plain, torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8), torch.randn(2, 4, 5, 8), None)
+    assert seen["mask"] is None  # no padding, no bias: SDPA without a mask, the fast kernels
+
+
+def test_a_batch_without_padding_needs_no_mask():
+    model = tiny_model("base")
+    inputs = batch(pad_from=(10,) * 6)
     with torch.no_grad():
-        bias.blocks.normal_()
-        bias.film.projection.weight.normal_(0, 0.3)
-    hidden_states, z = torch.randn(3, 8, 32), torch.randn(3, 32)
-    attention_mask = torch.ones(3, 8, dtype=torch.long)
-    attention_mask[2, 5:] = 0
-    actual = attention(hidden_states, (attention_mask == 0)[:, None, None, :], z)
-
-    s = bias.block_size  # ceil(10 / 3) = 4: blocks padded to 12, cropped to 10, then to the batch's 8
-    for row in range(3):
-        gamma, beta = bias.film.projection(z[row]).chunk(2)
-        blocks = [
-            (1 + gamma[n * s : (n + 1) * s]) * bias.blocks[n] + beta[n * s : (n + 1) * s] for n in range(3)
-        ]
-        block_bias = torch.block_diag(*blocks)[:8, :8]
-        heads = []
-        for head in range(4):
-            columns = slice(head * 8, (head + 1) * 8)
-            q = hidden_states[row] @ attention.query.weight[columns].T + attention.query.bias[columns]
-            k = hidden_states[row] @ attention.key.weight[columns].T + attention.key.bias[columns]
-            v = hidden_states[row] @ attention.value.weight[columns].T + attention.value.bias[columns]
-            scores = q @ k.T / math.sqrt(8) + block_bias
-            scores = scores.masked_fill(attention_mask[row][None, :] == 0, -1e30)
-            weights = scores.exp() / scores.exp().sum(-1, keepdim=True)
-            heads.append(weights @ v)
-        torch.testing.assert_close(actual[row], torch.cat(heads, dim=-1), atol=1e-5, rtol=1e-5)
-
-
-def test_layout_none_has_no_conditional_module():
-    model = tiny_model("none")
-    assert not any(isinstance(module, ConditionalModule) for module in model.modules())
-    assert conditional_parameter_names(model) == set()
+        with_mask = model(**inputs).logits
+        without = model(**{**inputs, "attention_mask": None}).logits
+    torch.testing.assert_close(with_mask, without, atol=1e-6, rtol=1e-6)
 
 
 # --- layouts -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("num_layers", [6, 12, 24])
-def test_base_layout_roles(num_layers):
+@pytest.mark.parametrize("num_layers", [4, 6, 12])
+def test_base_layout_puts_the_modules_where_the_authors_do(num_layers):
     model = tiny_model("base", num_layers)
     half, top = num_layers // 2, num_layers - 1
+    layers = model.backbone.encoder.layer
+    for index, layer in enumerate(layers):
+        assert isinstance(layer.attention.self.conditional_bias, ConditionalAttentionBias)
+        assert isinstance(layer.attention.output.LayerNorm, ConditionalLayerNorm) == (index >= half)
+        assert isinstance(layer.output.LayerNorm, ConditionalLayerNorm) == (index >= half)
+        assert hasattr(layer.output, "adapter") == (index == top)
+    assert isinstance(layers[top].output.adapter, ConditionalAdapter)
+    assert model.stream is None
+    assert model.backbone.embeddings.conditional_alignment is not None
     report = parameter_report(model)["layers"]
-    assert [layer["conditional"] for layer in report] == [index >= half for index in range(num_layers)]
     assert [layer["adapter"] for layer in report] == [index == top for index in range(num_layers)]
-    for index, layer in enumerate(model.encoder.layer):
-        assert layer.attention.self.attention_bias is not None  # conditional attention everywhere
-        conditional = isinstance(layer.attention.output.LayerNorm, ConditionalLayerNorm)
-        assert conditional == (index >= half)
-    assert isinstance(model.encoder.layer[top].output.adapter, ConditionalAdapter)
-    assert isinstance(model.encoder.layer[top - 1].output.LayerNorm, ConditionalLayerNorm)
-    assert model.encoder.stream_adapter is None
-    assert model.conditional_alignment is not None
 
 
-@pytest.mark.parametrize("num_layers", [6, 12, 24])
-def test_large_layout_roles(num_layers):
+@pytest.mark.parametrize("num_layers", [4, 5, 6])
+def test_large_layout_conditions_the_top_half_and_streams_every_layer(num_layers):
     model = tiny_model("large", num_layers)
-    report = parameter_report(model)["layers"]
-    assert [layer["conditional"] for layer in report] == [
-        index >= num_layers // 2 for index in range(num_layers)
-    ]
-    assert all(layer["adapter"] for layer in report)
-    assert len(model.encoder.stream_adapter) == num_layers
-    assert all(layer.output.adapter is None for layer in model.encoder.layer)
+    first_conditional = num_layers - num_layers // 2
+    for index, layer in enumerate(model.backbone.encoder.layer):
+        assert isinstance(layer.output.LayerNorm, ConditionalLayerNorm) == (index >= first_conditional)
+        assert not hasattr(layer.output, "adapter")
+    assert len(model.stream.adapters) == num_layers
+    assert all(layer["adapter"] for layer in parameter_report(model)["layers"])
 
 
-def test_reference_layouts_match_the_paper():
+def test_layer_roles_of_the_reference_layouts():
     base = layer_roles("base", 12)
     assert [role.conditional_layer_norm for role in base] == [False] * 6 + [True] * 6
     assert [role.adapter for role in base] == [False] * 11 + [True]
     assert base[11].from_scratch and not any(role.from_scratch for role in base[:11])
-    assert not layer_roles("base", 12, reinit_top_layer=False)[11].from_scratch
     large = layer_roles("large", 24)
     assert [role.conditional_layer_norm for role in large] == [False] * 12 + [True] * 12
-    assert all(role.stream_adapter and role.conditional_attention for role in large)
+    assert all(role.conditional_attention and not role.adapter for role in large)
+    ablated = layer_roles("base", 12, ("attention",))
+    assert not any(role.conditional_layer_norm or role.adapter or role.from_scratch for role in ablated)
 
 
 def test_large_layout_output_is_the_adapter_stream():
     model = tiny_model("large")
     captured = {}
-    model.encoder.layer[-1].register_forward_hook(lambda module, args, output: captured.update(layer=output))
-    inputs = batch()
-    sequence_output, _ = model.encode(
-        inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"]
+    model.backbone.encoder.layer[-1].register_forward_hook(
+        lambda module, args, out: captured.update(layer=out)
     )
+    sequence_output, _ = encode(model, batch())
     assert not torch.allclose(sequence_output, captured["layer"])
+
+
+def test_ablations_remove_exactly_the_named_modules():
+    model = tiny_model("base", conditional_modules=["attention"])
+    assert not hasattr(model.backbone.embeddings, "conditional_alignment")
+    assert not any(isinstance(m, (ConditionalLayerNorm, ConditionalAdapter)) for m in model.modules())
+    assert all(hasattr(layer.attention.self, "conditional_bias") for layer in model.backbone.encoder.layer)
+    with pytest.raises(UsageError, match="unknown conditional module"):
+        tiny_model("base", conditional_modules=["adaptor"])
 
 
 # --- heads, loss, entropy, mixed batches, padding -----------------------------------------------------
@@ -254,11 +232,10 @@ def test_mixed_task_batch_equals_task_by_task(layout):
 def test_extra_padding_does_not_change_logits(layout):
     model = tiny_model(layout)
     short, long = batch(seq_length=10), batch(seq_length=MAX_SEQ_LENGTH)
+    long["input_ids"][:, :10] = short["input_ids"]
+    long["input_ids"][:, 10:] = 0
+    long["token_type_ids"][:, 10:] = 0
     with torch.no_grad():
-        # the same tokens: the long batch only adds padded positions
-        long["input_ids"][:, :10] = short["input_ids"]
-        long["input_ids"][:, 10:] = 0
-        long["token_type_ids"][:, 10:] = 0
         torch.testing.assert_close(model(**short).logits, model(**long).logits, atol=1e-5, rtol=1e-5)
 
 
@@ -267,58 +244,57 @@ def test_logits_and_loss_follow_each_examples_task():
     inputs = batch()
     with torch.no_grad():
         output = model(**inputs)
-        _, pooled = model.encode(
-            inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"]
-        )
+        _, pooled = encode(model, inputs)
     weight, bias = model.heads.classifier.weight, model.heads.classifier.bias
     columns = {0: [0, 1], 1: [2], 2: [3, 4, 5]}  # cola, sts-b, mnli side by side in one linear layer
     assert output.logits.shape == (6, 3)
-    losses = []
+    losses = {0: [], 1: [], 2: []}
     for row, task in enumerate(inputs["task_ids"].tolist()):
         head = pooled[row] @ weight[columns[task]].T + bias[columns[task]]
         torch.testing.assert_close(output.logits[row, : len(head)], head)
         assert torch.isneginf(output.logits[row, len(head) :]).all()
         label = inputs["labels"][row]
-        if task == 1:
-            losses.append((head[0] - label) ** 2)
-        else:
-            losses.append(F.cross_entropy(head[None], label.long()[None]))
-    torch.testing.assert_close(output.loss, torch.stack(losses).mean())
+        loss = (head[0] - label) ** 2 if task == 1 else F.cross_entropy(head[None], label.long()[None])
+        losses[task].append(loss)
+    task_means = torch.stack([torch.stack(values).mean() for values in losses.values()])
+    torch.testing.assert_close(output.loss, task_means.mean())  # the authors' mean of task means
 
 
-def test_entropy_is_normalised_per_task():
+def test_entropy_is_normalised_per_task_and_zero_for_regression():
     model = tiny_model("base")
-    task_ids = torch.tensor([0, 2, 1, 1, 1, 0])
+    task_ids = torch.tensor([0, 2, 1, 0])
     logits = torch.tensor(
-        [
-            [0.0, 0.0, -math.inf],  # cola, uniform: most uncertain
-            [0.0, 0.0, 0.0],  # mnli, uniform
-            [2.5, -math.inf, -math.inf],  # sts-b mid-range: most uncertain
-            [5.0, -math.inf, -math.inf],  # sts-b at the top of its range: certain
-            [-3.0, -math.inf, -math.inf],  # below the range: certain
-            [20.0, -20.0, -math.inf],  # cola, confident
-        ]
+        [[0.0, 0.0, -math.inf], [0.0, 0.0, 0.0], [2.5, -math.inf, -math.inf], [20.0, -20.0, -math.inf]]
     )
     entropy = model.heads.entropy(logits, task_ids)
-    torch.testing.assert_close(entropy[:3], torch.ones(3))
-    assert (entropy[3:] < 1e-3).all() and (entropy >= 0).all()
-    p = torch.tensor(1.0 / 5.0)  # 1.0 on the 0..5 scale
-    model_entropy = model.heads.entropy(torch.tensor([[1.0, -math.inf, -math.inf]]), torch.tensor([1]))
-    torch.testing.assert_close(model_entropy[0], -(p * p.log() + (1 - p) * (1 - p).log()) / math.log(2))
+    torch.testing.assert_close(entropy[0], torch.tensor(math.log(2) / (math.log(2) + 1e-5)))
+    torch.testing.assert_close(entropy[1], torch.tensor(math.log(3) / (math.log(3) + 1e-5)))
+    assert entropy[2] == 0 and entropy[3] < 1e-3
+
+
+def test_heads_compute_in_fp32_under_autocast():
+    model = tiny_model("base")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**batch())
+    assert output.logits.dtype == torch.float32 and output.loss.dtype == torch.float32
 
 
 def test_forward_has_no_data_dependent_host_sync():
     # On the meta device any .item(), nonzero or boolean-mask indexing raises: a full forward and
     # backward there proves the hot path never waits on tensor values.
     with torch.device("meta"):
-        for layout in ("base", "large"):
-            model = CaMtlModel(
-                CaMtlConfig(
-                    layout=layout, backbone=tiny_bert().to_diff_dict(), tasks=TASKS, attention_bias_blocks=3
-                )
-            )
+        for layout in ("none", "base", "large"):
+            model = CaMtlModel(CaMtlConfig(layout=layout, backbone=tiny_bert().to_dict(), tasks=TASKS))
             inputs = {key: value.to("meta") for key, value in batch().items()}
             model(**inputs).loss.backward()
+
+
+@pytest.mark.parametrize("layout", ["none", "base", "large"])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_every_parameter_gets_a_gradient(layout, pooling):
+    model = tiny_model(layout, pooling=pooling).train()
+    model(**batch()).loss.backward()
+    assert [name for name, p in model.named_parameters() if p.grad is None] == []
 
 
 # --- freezing and the parameter report ----------------------------------------------------------------
@@ -330,19 +306,16 @@ def test_freezing_keeps_conditional_parameters_and_heads_training():
     assert [layer["frozen"] for layer in layers] == [True, True, True, False]
     model(**batch()).loss.backward()
     conditional = conditional_parameter_names(model)
+    frozen_parts = ("backbone.embeddings.", *(f"backbone.encoder.layer.{i}." for i in range(3)))
     for name, parameter in model.named_parameters():
-        in_frozen_part = name.startswith(
-            ("embeddings.", "encoder.layer.0.", "encoder.layer.1.", "encoder.layer.2.")
-        )
-        should_train = name in conditional or not in_frozen_part
+        should_train = name in conditional or not name.startswith(frozen_parts)
         assert parameter.requires_grad == should_train, name
-        if should_train:
-            assert parameter.grad is not None, name
-        else:
-            assert parameter.grad is None, name
-    # conditional attention inside a frozen layer keeps learning (the reference code froze it by mistake)
-    assert model.encoder.layer[0].attention.self.attention_bias.film.projection.weight.grad is not None
-    assert model.heads.classifier.weight.grad is not None
+        assert (parameter.grad is not None) == should_train, name
+    # conditional attention inside a frozen layer keeps learning (the authors' code froze it by mistake)
+    assert (
+        model.backbone.encoder.layer[0].attention.self.conditional_bias.film.projection.weight.grad
+        is not None
+    )
 
 
 @pytest.mark.parametrize("spec", ["3-1", "0-4", "a-b", "-1", "1-2-3", ""])
@@ -362,8 +335,10 @@ def test_parameter_report_adds_up():
     assert report["total"] == sum(p.numel() for p in model.parameters())
     assert report["total"] == report["backbone"] + report["conditional"] + report["heads"]
     assert report["heads"] == 32 * 6 + 6
-    assert report["trainable"] == report["total"]
     bert = sum(p.numel() for p in BertModel(tiny_bert()).parameters())
+    assert (
+        report["backbone"] == bert
+    )  # CLN keeps the norms' weight and bias; the fresh top layer replaces one
     assert report["ratio_to_backbone"] == pytest.approx(report["total"] / bert)
     heads = (32 + 1) * (2 + 1 + 3)
     assert report["ratio_to_single_task_models"] == pytest.approx(report["total"] / (3 * bert + heads))
@@ -371,71 +346,36 @@ def test_parameter_report_adds_up():
     assert parameter_report(model)["trainable"] < report["total"]
 
 
-# --- loading, save/load, identity init, errors -------------------------------------------------------
+# --- loading, save/load, errors -----------------------------------------------------------------------
 
 
 def test_backbone_weights_load_exactly_and_the_top_layer_starts_from_scratch(bert_dir):
-    bert = BertModel.from_pretrained(bert_dir)
+    bert_state = BertModel.from_pretrained(bert_dir).state_dict()
     model = load_model(str(bert_dir), TASKS, layout="base", max_seq_length=MAX_SEQ_LENGTH)
-    assert model.config.layout == "base"
-    state, bert_state = model.state_dict(), bert.state_dict()
+    state = model.backbone.state_dict()
     for key in (
         "embeddings.word_embeddings.weight",
-        "encoder.layer.0.attention.self.query.weight",
+        "encoder.layer.2.output.LayerNorm.weight",
         "pooler.dense.bias",
     ):
         assert torch.equal(state[key], bert_state[key])
     top = "encoder.layer.3.attention.self.query.weight"
     assert not torch.equal(state[top], bert_state[top])
-
-    kept = load_model(
-        str(bert_dir), TASKS, layout="base", max_seq_length=MAX_SEQ_LENGTH, reinit_top_layer=False
-    )
-    assert torch.equal(kept.state_dict()[top], bert_state[top])
-    assert torch.equal(
-        kept.encoder.layer[3].output.adapter.LayerNorm.weight,
-        bert_state["encoder.layer.3.output.LayerNorm.weight"],
-    )
+    assert state[top].std() == pytest.approx(0.02, rel=0.2)  # BERT's init, as the authors' fresh layer
+    assert torch.count_nonzero(state["encoder.layer.0.attention.self.conditional_bias.weight"]) == 0
 
 
-def test_other_backbones_default_to_the_baseline_layout(bert_dir):
-    assert load_model(str(bert_dir), TASKS, max_seq_length=MAX_SEQ_LENGTH).config.layout == "none"
-
-
-def test_identity_init_starts_as_the_pretrained_backbone(bert_dir):
-    bert = BertModel.from_pretrained(bert_dir).eval()
-    model = load_model(
-        str(bert_dir),
-        TASKS,
-        layout="base",
-        max_seq_length=MAX_SEQ_LENGTH,
-        conditional_init="identity",
-        reinit_top_layer=False,
-    ).eval()
-    inputs = batch()
-    expected = bert(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]).pooler_output
-    _, pooled = model.encode(
-        inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"]
-    )
-    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_reference_init_moves_away_from_the_backbone(bert_dir):
-    bert = BertModel.from_pretrained(bert_dir).eval()
-    model = load_model(
-        str(bert_dir), TASKS, layout="base", max_seq_length=MAX_SEQ_LENGTH, reinit_top_layer=False
-    ).eval()
-    inputs = batch()
-    expected = bert(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]).pooler_output
-    _, pooled = model.encode(
-        inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"], inputs["task_ids"]
-    )
-    assert not torch.allclose(pooled, expected, atol=1e-4)
+def test_large_layout_loads_every_pretrained_layer(bert_dir):
+    bert_state = BertModel.from_pretrained(bert_dir).state_dict()
+    state = load_model(
+        str(bert_dir), TASKS, layout="large", max_seq_length=MAX_SEQ_LENGTH
+    ).backbone.state_dict()
+    assert all(torch.equal(state[key], value) for key, value in bert_state.items())
 
 
 @pytest.mark.parametrize("layout", ["none", "base", "large"])
 def test_save_and_load_round_trip(tmp_path, layout):
-    model = tiny_model(layout)
+    model = tiny_model(layout, pooling="mean" if layout == "large" else "cls")
     model.save_pretrained(tmp_path)
     assert {"config.json", "model.safetensors"} <= {path.name for path in tmp_path.iterdir()}
     loaded = load_model(str(tmp_path), list(reversed(TASKS)), max_seq_length=MAX_SEQ_LENGTH).eval()
@@ -444,6 +384,24 @@ def test_save_and_load_round_trip(tmp_path, layout):
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, loaded(**inputs).logits)
     assert loaded.task_index("STS-B") == 1
+
+
+def test_checkpoint_options_that_shape_the_weights_are_fixed(tmp_path):
+    tiny_model("base").save_pretrained(tmp_path)
+    with pytest.raises(UsageError, match="attention_film='shared', not 'per_block'"):
+        load_model(str(tmp_path), TASKS, attention_film="per_block")
+    assert (
+        load_model(str(tmp_path), TASKS, loss_reduction="example_mean").config.loss_reduction
+        == "example_mean"
+    )
+
+
+def test_a_camtl_0_1_checkpoint_says_how_to_convert(tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "camtl", "layout": "base", "backbone": {}})
+    )
+    with pytest.raises(UsageError, match="saved by camtl 0.1.*retrain"):
+        load_model(str(tmp_path), None)
 
 
 def test_checkpoint_tokenizer_loads_from_the_checkpoint(tmp_path):
@@ -480,24 +438,38 @@ def test_checkpoint_weights_that_do_not_match_the_config_are_refused(tmp_path):
 def test_missing_path_and_non_model_directories_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         load_model(str(tmp_path / "nowhere"), TASKS)
-    with pytest.raises(UsageError, match="neither a camtl checkpoint nor a BERT"):
+    with pytest.raises(UsageError, match="neither a camtl checkpoint nor a model directory"):
         load_model(str(tmp_path), TASKS)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
-    with pytest.raises(UsageError, match="gpt2"):
+    with pytest.raises(UsageError, match="'gpt2' is not supported: camtl conditions BERT, RoBERTa"):
         load_model(str(tmp_path), TASKS)
 
 
 def test_max_seq_length_beyond_the_backbone_positions_is_a_usage_error(bert_dir):
-    with pytest.raises(UsageError, match="max_position_embeddings"):
+    with pytest.raises(UsageError, match="position embeddings"):
         load_model(str(bert_dir), TASKS, max_seq_length=65)
 
 
 def test_unreachable_hub_fails_at_once_and_names_the_offline_model(monkeypatch):
-    monkeypatch.setattr(camtl.model, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(camtl.model.presets, "_hub_reachable", lambda: False)
     start = time.monotonic()
     with pytest.raises(UsageError, match="CA-MTL-mini"):
         load_model("camtl-tests/no-such-bert", TASKS)
     assert time.monotonic() - start < 5
+
+
+def test_auto_pooling_takes_the_bundled_encoders_declared_mean_pooling():
+    assert load_model("all-MiniLM-L6-v2", ["rte"], pooling="auto").config.pooling == "mean"
+    assert load_model("all-MiniLM-L6-v2", ["rte"]).config.pooling == "cls"  # the authors' default
+
+
+def test_mean_pooling_averages_the_real_tokens():
+    model = tiny_model("none", pooling="mean")
+    inputs = batch()
+    sequence, pooled = encode(model, inputs)
+    row, length = 1, int(inputs["attention_mask"][1].sum())
+    torch.testing.assert_close(pooled[row], sequence[row, :length].mean(0))
+    assert model.backbone.pooler is None
 
 
 # --- the bundled encoder and the command line --------------------------------------------------------
@@ -511,7 +483,7 @@ def test_bundled_mini_model_runs_forward_and_backward():
     output.loss.backward()
     assert torch.isfinite(output.loss)
     assert model.task_embedding.embedding.weight.grad is not None
-    assert model.embeddings.word_embeddings.weight.grad is not None
+    assert model.backbone.embeddings.word_embeddings.weight.grad is not None
 
 
 SUMMARY = ["summary", "--model_name_or_path", "CA-MTL-mini", "--tasks", "cola", "mrpc", "--json"]
@@ -526,11 +498,10 @@ def test_summary_cli_offline_gives_consistent_numbers(capsys):
         check=True,
     )
     report = json.loads(result.stdout)
-    camtl.model.main([*SUMMARY, "--freeze_encoder_layers", "0-2"])
+    summary_cli.main([*SUMMARY, "--freeze_encoder_layers", "0-2"])
     frozen = json.loads(capsys.readouterr().out)
     for fields in (report, frozen):
         assert fields["total"] == fields["backbone"] + fields["conditional"] + fields["heads"]
-        assert fields["trainable"] <= fields["total"]
         assert len(fields["layers"]) == 6
     assert report["heads"] == 384 * 4 + 4
     assert report["trainable"] == report["total"]
@@ -538,9 +509,20 @@ def test_summary_cli_offline_gives_consistent_numbers(capsys):
     assert [layer["frozen"] for layer in frozen["layers"]] == [True] * 3 + [False] * 3
 
 
+def test_summary_cli_takes_max_seq_length(capsys):
+    summary_cli.main([*SUMMARY, "--max_seq_length", "64"])
+    at_64 = json.loads(capsys.readouterr().out)
+    summary_cli.main(SUMMARY)
+    at_128 = json.loads(capsys.readouterr().out)
+    # M(z) has L x ceil(L / N) entries per layer and N = 384 // L blocks: 64 x 11 against 128 x 43
+    assert at_128["conditional"] - at_64["conditional"] == 6 * (
+        128 * 43 - 64 * 11 + 2 * 384 * (43 - 11) + 2 * (43 - 11)
+    )
+
+
 def test_summary_cli_usage_error_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        camtl.model.main(["summary", "--model_name_or_path", "/no/such/dir", "--tasks", "cola"])
+        summary_cli.main(["summary", "--model_name_or_path", "/no/such/dir", "--tasks", "cola"])
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and "does not exist" in stderr

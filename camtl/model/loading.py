@@ -1,0 +1,240 @@
+"""Building a CaMtlModel from a model name, a stock backbone (hub name or directory) or a camtl checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import logging as hf_logging
+
+from camtl.errors import UsageError
+from camtl.model.configuration import CHECKPOINT_FORMAT, CaMtlConfig
+from camtl.model.families import family_of
+from camtl.model.modeling import CaMtlModel
+from camtl.model.presets import check_hub_id, declared_pooling, from_hub, resolve
+from camtl.modules import conditional_parameter_names
+from camtl.tasks import resolve_tasks
+
+logger = logging.getLogger(__name__)
+
+# Options that shape the weights: a checkpoint's value is fixed. The others may differ at load time.
+ARCHITECTURE_OPTIONS = (
+    "conditional_modules", "attention_blocks", "attention_film", "adapter_activation", "stream_residual",
+    "pooling",
+)  # fmt: skip
+
+
+def _read_config(path: Path) -> dict:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise UsageError(
+            f"'{path}' is neither a camtl checkpoint nor a model directory (no config.json):"
+            " pass a checkpoint directory, a backbone directory or a model name such as CA-MTL-mini"
+        )
+    try:
+        return json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(
+            f"'{config_file}' is not valid JSON: the checkpoint is damaged, save it again"
+        ) from None
+
+
+def usable_positions(config: PretrainedConfig) -> int:
+    """The longest sequence the backbone's position embeddings allow (RoBERTa reserves pad_token_id + 1)."""
+    positions = getattr(config, "max_position_embeddings", None) or 10**9
+    if config.model_type in ("roberta", "xlm-roberta"):
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
+
+
+def _load_backbone(location: str, local: bool) -> torch.nn.Module:
+    """The stock AutoModel of a backbone with its pretrained weights (family checked before any weight)."""
+
+    def load(**kwargs):
+        # Pretraining checkpoints report their heads as unexpected: only missing keys matter (logged below).
+        verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            return AutoModel.from_pretrained(
+                location, dtype=torch.float32, output_loading_info=True, **kwargs
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if progress_bar:
+                hf_logging.enable_progress_bar()
+
+    if local:
+        family_of(_read_config(Path(location)).get("model_type"))
+        try:
+            backbone, info = load()
+        except (OSError, ValueError) as error:
+            reason = str(error).splitlines()[0]
+            raise UsageError(
+                f"cannot load the backbone weights in '{location}' ({reason}): check the directory"
+            ) from None
+    else:
+        config = from_hub(lambda **kwargs: AutoConfig.from_pretrained(location, **kwargs), location)
+        family_of(config.model_type)
+        backbone, info = from_hub(load, location)
+    if info["missing_keys"]:
+        logger.warning(
+            "not in %s, randomly initialised: %s", location, ", ".join(sorted(info["missing_keys"]))
+        )
+    return backbone
+
+
+def _load_pretrained_weights(model: CaMtlModel, pretrained: torch.nn.Module) -> None:
+    """Copy the pretrained backbone into ``model.backbone``, except a layer trained from scratch."""
+    roles = model.config.layer_roles()
+    fresh = tuple(f"{model.family.layers}.{i}." for i, role in enumerate(roles) if role.from_scratch)
+    expected = model.backbone.state_dict()
+    state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith(fresh) and k in expected}
+    missing, _ = model.backbone.load_state_dict(state, strict=False)
+    conditional = conditional_parameter_names(model.backbone)
+    unexplained = sorted(k for k in missing if not k.startswith(fresh) and k not in conditional)
+    if unexplained:
+        logger.warning("backbone tensors not in the pretrained weights: %s", ", ".join(unexplained))
+
+
+def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_length, options) -> None:
+    if tasks is not None and set(tasks) != set(config.tasks):
+        raise UsageError(
+            f"the checkpoint '{path}' was trained on tasks {' '.join(config.tasks)}, not {' '.join(tasks)}:"
+            " pass the checkpoint's tasks or start from a backbone"
+        )
+    if layout is not None and layout != config.layout:
+        raise UsageError(
+            f"the checkpoint '{path}' has layout '{config.layout}', not '{layout}': drop --layout"
+        )
+    if max_seq_length is not None and max_seq_length > config.max_seq_length:
+        raise UsageError(
+            f"max_seq_length {max_seq_length} exceeds the checkpoint's {config.max_seq_length}:"
+            f" use --max_seq_length {config.max_seq_length} or less"
+        )
+    for key, value in options.items():
+        if key in ARCHITECTURE_OPTIONS and getattr(config, key) != value:
+            raise UsageError(
+                f"the checkpoint '{path}' has {key}={getattr(config, key)!r}, not {value!r}:"
+                f" its architecture is fixed, drop --{key}"
+            )
+
+
+def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
+    if saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        raise UsageError(
+            f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which"
+            " this version cannot load: retrain from the backbone, or load it with camtl 0.1 (git tag v0.1)"
+        )
+    config = CaMtlConfig.from_pretrained(path)
+    _check_checkpoint(path, config, tasks, layout, max_seq_length, options)
+    for key, value in options.items():  # the non-architectural ones, e.g. loss_reduction
+        setattr(config, key, value)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise UsageError(f"the checkpoint '{path}' has no model.safetensors: the checkpoint is incomplete")
+    try:
+        with safe_open(weights, framework="pt") as reader:
+            reader.keys()
+    except Exception as error:  # safetensors raises its own error type for a truncated or corrupt file
+        raise UsageError(
+            f"'{weights}' cannot be read ({error}): the checkpoint is damaged, use another one"
+        ) from None
+    model, info = CaMtlModel.from_pretrained(path, config=config, output_loading_info=True)
+    problems = info["missing_keys"] or info["unexpected_keys"] or [key for key, *_ in info["mismatched_keys"]]
+    if problems:
+        raise UsageError(
+            f"'{weights}' does not match its config.json ({', '.join(sorted(problems)[:5])}):"
+            " the checkpoint is damaged, use another one"
+        )
+    return model
+
+
+def load_model(
+    model_name_or_path: str,
+    tasks: list[str] | None,
+    layout: str | None = None,
+    max_seq_length: int | None = None,
+    **options,
+) -> CaMtlModel:
+    """A CA-MTL model from a model name, a stock backbone (hub name or directory) or a camtl checkpoint.
+
+    ``tasks`` None means all GLUE tasks for a new model, the checkpoint's own tasks for a checkpoint;
+    ``max_seq_length`` None means 128 for a new model, the checkpoint's own for a checkpoint.
+    A backbone other than the CA-MTL names gets layout "none" (the multitask baseline) unless ``layout``
+    is given. ``options`` set CaMtlConfig fields (pooling, attention_blocks, loss_reduction, ...); for a
+    checkpoint the architectural ones must agree with it.
+    """
+    unknown = sorted(set(options) - set(CaMtlConfig.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown model option(s) {', '.join(unknown)}: see CaMtlConfig")
+    if max_seq_length is not None and max_seq_length < 1:
+        raise UsageError(f"max_seq_length must be positive, got {max_seq_length}")
+    tasks = None if tasks is None else resolve_tasks(tasks)
+    location, named_layout = resolve(model_name_or_path)
+    path = Path(location).expanduser()
+    if path.is_dir():
+        saved = _read_config(path)
+        if saved.get("model_type") == "camtl":
+            return _load_checkpoint(path, saved, tasks, layout, max_seq_length, options)
+        pretrained = _load_backbone(str(path), local=True)
+    else:
+        check_hub_id(location)
+        pretrained = _load_backbone(location, local=False)
+
+    max_seq_length = max_seq_length or 128
+    positions = usable_positions(pretrained.config)
+    if max_seq_length > positions:
+        raise UsageError(
+            f"max_seq_length {max_seq_length} exceeds the backbone's position embeddings ({positions}):"
+            f" use --max_seq_length {positions} or less"
+        )
+    if options.get("pooling") == "auto":
+        options["pooling"] = declared_pooling(location)
+    config = CaMtlConfig(
+        layout=layout or named_layout or "none",
+        backbone=pretrained.config.to_dict(),
+        backbone_name=model_name_or_path,
+        tasks=tasks,
+        max_seq_length=max_seq_length,
+        **options,
+    )
+    model = CaMtlModel(config)
+    _load_pretrained_weights(model, pretrained)
+    logger.info("loaded the %s backbone %s (layout %s)", model.family.name, model_name_or_path, config.layout)
+    return model
+
+
+def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
+    """The fast tokenizer of a model name, a backbone, or a camtl checkpoint (saved inside it)."""
+    location, _ = resolve(model_name_or_path)
+    path = Path(location).expanduser()
+    if path.is_dir():
+        try:
+            return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+        except (OSError, ValueError) as error:
+            reason = str(error).splitlines()[0]
+            raise UsageError(
+                f"no usable tokenizer in '{path}' ({reason}): save the tokenizer into it"
+            ) from None
+    check_hub_id(location)
+    return from_hub(
+        lambda **kwargs: AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs), location
+    )
+
+
+def encoder_layer_count(model_name_or_path: str) -> int | None:
+    """Encoder layers of a model from its config.json on disk (a directory, the bundled encoder or the
+    Hugging Face cache), without loading weights; None when only loading the model can tell."""
+    location, _ = resolve(model_name_or_path)
+    try:
+        config, _ = PretrainedConfig.get_config_dict(location, local_files_only=True)
+    except OSError:
+        return None
+    if config.get("model_type") == "camtl":
+        config = config.get("backbone") or {}
+    return config.get("num_hidden_layers")

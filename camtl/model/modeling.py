@@ -1,0 +1,164 @@
+"""CaMtlModel: a stock Hugging Face encoder with CA-MTL's conditional modules, pooling and task heads.
+
+forward: task ids -> TaskCondition (e, z), bound to the conditional modules inside the backbone ->
+backbone -> (large layout) the adapter stream over the layer outputs -> pooling -> heads -> loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from camtl.errors import UsageError
+from camtl.model.conditioning import condition_backbone
+from camtl.model.configuration import CaMtlConfig
+from camtl.model.families import family_of
+from camtl.model.heads import TaskHeads, pool, reduce_loss
+from camtl.modules import (
+    ConditionalAttentionBias,
+    ConditionalModule,
+    ConditionalStream,
+    TaskConditioned,
+    TaskEmbedding,
+)
+from camtl.tasks import canonical_task_name
+
+
+@dataclass
+class CaMtlOutput(ModelOutput):
+    """loss: the batch loss (when labels are given, reduced by ``config.loss_reduction``); logits
+    (B, max_num_labels), -inf past a task's classes; entropy (B,): normalised predictive entropy."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+
+
+class CaMtlModel(PreTrainedModel):
+    """CA-MTL on a stock backbone. Layout "none" has no conditional module: the multitask baseline."""
+
+    config_class = CaMtlConfig
+    base_model_prefix = "camtl"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+
+    def __init__(self, config: CaMtlConfig):
+        super().__init__(config)
+        self.family = family_of(config.backbone["model_type"])
+        self.backbone = AutoModel.from_config(config.backbone_config())
+        if config.pooling == "mean" and getattr(self.backbone, "pooler", None) is not None:
+            self.backbone.pooler = None  # unused, and DDP refuses parameters without gradients
+        conditional = config.layout != "none"
+        self.task_embedding = TaskEmbedding(len(config.tasks), config.hidden_size) if conditional else None
+        if conditional:
+            condition_backbone(self.backbone, config)
+        self.stream = (
+            ConditionalStream(
+                config.num_layers,
+                config.hidden_size,
+                config.hidden_size // 3,
+                getattr(self.backbone.config, "layer_norm_eps", 1e-12),
+                config.adapter_activation,
+                residual=config.stream_residual,
+            )
+            if config.has_stream
+            else None
+        )
+        self.heads = TaskHeads(config)
+        self.post_init()
+        self.init_conditional_modules()
+
+    @property
+    def initializer_range(self) -> float:
+        return getattr(self.backbone.config, "initializer_range", 0.02)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Modules outside the backbone: the heads and the task embedding (the backbone inits its own).
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.initializer_range)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, TaskHeads):
+            for name, table in module.tables().items():
+                module.get_buffer(name).copy_(table)
+
+    @torch.no_grad()
+    def init_conditional_modules(self) -> None:
+        """The authors' initialisation of every conditional module, whatever the backbone's own scheme:
+        linear weights and embeddings ~ N(0, initializer_range), biases 0 (FiLM starts at gamma = beta = 0
+        up to the random weights), layer norms 1 and 0, the attention bias matrix W at 0."""
+        for root in self.modules():
+            if not isinstance(root, ConditionalModule):
+                continue
+            for module in root.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, std=self.initializer_range)
+                    if getattr(module, "bias", None) is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, ConditionalAttentionBias):
+                    nn.init.zeros_(module.weight)
+                elif "LayerNorm" in type(module).__name__:
+                    nn.init.ones_(module.weight)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+
+    def task_index(self, name: str) -> int:
+        """Task id of a task name (any spelling camtl.tasks accepts) in this model's task list."""
+        task = canonical_task_name(name)
+        if task not in self.config.tasks:
+            raise UsageError(
+                f"task '{name}' is not one of this model's tasks ({', '.join(self.config.tasks)})"
+            )
+        return self.config.tasks.index(task)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        token_type_ids: torch.Tensor | None,
+        task_ids: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequence_output (B, L, d), pooled_output (B, d))."""
+        condition = None
+        if self.task_embedding is not None:
+            condition = self.task_embedding(task_ids)
+            for module in self.modules():  # a loop over modules, not examples: binds this batch's condition
+                if isinstance(module, TaskConditioned):
+                    module.bind(condition)
+        mask = attention_mask
+        if mask is not None and self.family.broadcast_mask:
+            mask = mask[:, None, None, :].bool()  # (B, 1, 1, L), True = attend
+        inputs = {"input_ids": input_ids, "attention_mask": mask}
+        if self.family.token_types and token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        outputs = self.backbone(**inputs, output_hidden_states=self.stream is not None)
+        if self.stream is None:
+            sequence = outputs.last_hidden_state
+        else:
+            sequence = self.stream(outputs.hidden_states[1:], condition.z)  # each layer's output feeds it
+            if self.family.final_norm:
+                sequence = self.backbone.get_submodule(self.family.final_norm)(sequence)
+        pooler = getattr(self.backbone, "pooler", None)
+        return sequence, pool(sequence, attention_mask, self.config.pooling, pooler)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> CaMtlOutput:
+        if task_ids is None:
+            raise ValueError("task_ids is required: one id per example, see model.task_index(name)")
+        _, pooled_output = self.encode(input_ids, attention_mask, token_type_ids, task_ids)
+        logits = self.heads(pooled_output, task_ids)
+        loss = None
+        if labels is not None:
+            per_example = self.heads.loss(logits, labels, task_ids)
+            loss = reduce_loss(per_example, task_ids, len(self.config.tasks), self.config.loss_reduction)
+        return CaMtlOutput(loss=loss, logits=logits, entropy=self.heads.entropy(logits, task_ids))
