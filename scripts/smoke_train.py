@@ -73,7 +73,7 @@ def main() -> None:
     mini = load_model("CA-MTL-mini", TASKS, max_seq_length=args.seq_length)
     random_base = CaMtlModel(
         CaMtlConfig(
-            layout="base", backbone=BertConfig().to_diff_dict(), tasks=TASKS, max_seq_length=args.seq_length
+            layout="base", backbone=BertConfig().to_dict(), tasks=TASKS, max_seq_length=args.seq_length
         )
     )
     results = [

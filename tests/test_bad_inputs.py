@@ -185,7 +185,7 @@ CASES = {
         evaluate(model_name_or_path="{work}/my-model"), "my-model' does not exist"
     ),
     "directory that is not a checkpoint": Case(
-        evaluate(model_name_or_path="{work}"), "neither a camtl checkpoint nor a BERT model"
+        evaluate(model_name_or_path="{work}"), "neither a camtl checkpoint nor a model directory"
     ),
     "checkpoint trained on other tasks": Case(
         evaluate(model_name_or_path="{checkpoint}", tasks="cola"), "was trained on tasks"

@@ -133,14 +133,13 @@ def test_default_backbone_is_recorded_by_name_and_resolves(tmp_path):
 
 def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
     settings = study.Settings(data_dir="glue", backbone=str(tiny_bert), tasks=("rte", "sts-b"), **study.QUICK)
-    mtu = study.run_flags(study.CONTENDERS["ca-mtl-mtu-identity-frozen"], settings, 3, tmp_path, tmp_path)
+    mtu = study.run_flags(study.CONTENDERS["ca-mtl-mtu-frozen"], settings, 3, tmp_path, tmp_path)
     assert "--use_mt_uncertainty" in mtu
-    assert mtu[mtu.index("--conditional_init") + 1] == "identity"
     assert mtu[mtu.index("--freeze_encoder_layers") + 1] == "0-1"  # bottom half of 4 layers
     assert mtu[mtu.index("--tasks") + 1 : mtu.index("--tasks") + 3] == ["rte", "sts-b"]
     vanilla = study.run_flags(study.CONTENDERS["vanilla-mtl"], settings, 3, tmp_path, tmp_path)
     assert vanilla[vanilla.index("--layout") + 1] == "none"
-    assert "--use_mt_uncertainty" not in vanilla and "--conditional_init" not in vanilla
+    assert "--use_mt_uncertainty" not in vanilla
     single = study.run_flags(study.CONTENDERS["single-task"], settings, 3, tmp_path, tmp_path, "rte", 2)
     assert single[single.index("--tasks") + 1 :].count("sts-b") == 0
     assert single[single.index("--max_steps") + 1] == "2" and "--eval_strategy" not in single

@@ -69,13 +69,14 @@ def test_temperature_matches_n_to_the_one_over_t():
 
 def test_mt_uncertainty_pools_hold_one_batch_per_task():
     sampler = build_sampler("mt-uncertainty", SIZES, 16, seed=0)
-    assert len(sampler) == -(-sum(SIZES) // 16)
+    # The authors' epoch: max over tasks of its batch count (ceil(1200 / 16) = 75) x T x percent.
+    assert len(sampler) == 75 * 3
     for pool in sampler:
         assert [task_of(i) for i in pool] == [0] * 16 + [1] * 16 + [2] * 16
     uniform = build_sampler(
         "mt-uncertainty", SIZES, 16, seed=0, uniform_mt_sampling=True, percent_of_max_data_size=0.5
     )
-    assert len(uniform) == 3 * 600 // 16 + 1
+    assert len(uniform) == int(0.5 * 75 * 3 / 16)  # with --uniform_mt_sampling, also divided by b
 
 
 def test_selection_keeps_the_highest_weighted_entropies():

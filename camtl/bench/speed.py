@@ -31,7 +31,8 @@ from camtl.data import SPLITS, split_path
 from camtl.errors import UsageError
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures, load_features
-from camtl.model import CaMtlConfig, CaMtlModel, bundled_encoder_path, load_model, load_tokenizer
+from camtl.model import CaMtlConfig, CaMtlModel, load_model, load_tokenizer
+from camtl.model.presets import bundled_encoder_path
 from camtl.sampling import build_sampler
 from camtl.tasks import TASKS, TRAINABLE_TASKS, evaluation_tasks
 from camtl.training import CaMtlTrainer
@@ -166,7 +167,7 @@ def build_model(shape: str, layout: str, tasks: tuple[str, ...] = TRAINABLE_TASK
     else:
         config = CaMtlConfig(
             layout=layout,
-            backbone=backbone_config(shape).to_diff_dict(),
+            backbone=backbone_config(shape).to_dict(),
             tasks=list(tasks),
             max_seq_length=MAX_SEQ_LENGTH,
         )
@@ -400,7 +401,7 @@ def memory_probe(shape: str, layout: str) -> None:
     torch.set_num_threads(THREADS)
     config = CaMtlConfig(
         layout=layout,
-        backbone=backbone_config(shape).to_diff_dict(),
+        backbone=backbone_config(shape).to_dict(),
         tasks=list(TRAINABLE_TASKS),
         max_seq_length=MAX_SEQ_LENGTH,
     )

@@ -45,7 +45,7 @@ class Contender:
     description: str
     layout: str = "base"
     sampling: str = "proportional"
-    conditional_init: str = "reference"
+    model_flags: tuple[str, ...] = ()  # further run.py flags (camtl's options, ablations)
     freeze_bottom_half: bool = False
     single_task: bool = False
 
@@ -62,22 +62,9 @@ CONTENDERS = {
         Contender("ca-mtl", "CA-MTL base layout, proportional sampling"),
         Contender("ca-mtl-mtu", "CA-MTL base layout, MT-Uncertainty sampling", sampling="mt-uncertainty"),
         Contender(
-            "ca-mtl-mtu-identity",
-            "as ca-mtl-mtu, conditional modules initialised as the identity",
-            sampling="mt-uncertainty",
-            conditional_init="identity",
-        ),
-        Contender(
             "ca-mtl-mtu-frozen",
             "as ca-mtl-mtu, embeddings and bottom half of the encoder frozen",
             sampling="mt-uncertainty",
-            freeze_bottom_half=True,
-        ),
-        Contender(
-            "ca-mtl-mtu-identity-frozen",
-            "as ca-mtl-mtu, identity initialisation and bottom half frozen",
-            sampling="mt-uncertainty",
-            conditional_init="identity",
             freeze_bottom_half=True,
         ),
     )
@@ -185,8 +172,7 @@ def run_flags(
         flags += ["--tasks", task]
     else:
         flags += ["--tasks", *settings.tasks, "--eval_strategy", "steps", "--eval_steps", settings.eval_steps]
-    if contender.layout != "none":
-        flags += ["--conditional_init", contender.conditional_init]
+    flags += list(contender.model_flags)
     if contender.sampling == "mt-uncertainty":
         flags.append("--use_mt_uncertainty")
     if contender.freeze_bottom_half:
