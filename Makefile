@@ -41,7 +41,7 @@ test: $(VENV)/.installed lint
 
 # The Docker image on a local Debian base (no image registry needed), tested with a short CA-MTL-mini
 # job run offline in it (scripts/docker_test.sh). Needs root or sudo (apt-get, debootstrap, dockerd);
-# not part of `make test`. About 6 min the first time here, 2 min after.
+# not part of `make test`. Measured here: 320 s the first time, 28 s after (README, Docker).
 DOCKER_IMAGE ?= camtl:cpu
 DOCKER_BASE_IMAGE ?= camtl-base:bookworm-py311
 DOCKER_OUTPUT_DIR ?= output/docker-test

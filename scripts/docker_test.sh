@@ -34,6 +34,8 @@ fail() {
     printf '\ndocker-test FAILED: %s\n' "$*" >&2
     exit 1
 }
+# Before the minutes of set-up, not after them.
+[ -d "$DATA_DIR" ] || fail "no GLUE data in $DATA_DIR"
 
 # apt-get, debootstrap and dockerd need root.
 SUDO=()
@@ -114,7 +116,6 @@ step "image $IMAGE"
     -t "$IMAGE" .
 
 step "CA-MTL-mini on ${TASKS[*]} in the container, --network none"
-[ -d "$DATA_DIR" ] || fail "no GLUE data in $DATA_DIR"
 "${SUDO[@]}" rm -rf "$OUT_DIR"
 mkdir -p "$OUT_DIR"
 # The README's command runs as the host user (--user), so the outputs are the host user's. As root
