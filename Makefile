@@ -14,7 +14,7 @@ RUN_FLAGS ?= --model_name_or_path CA-MTL-mini --data_dir $(DATA_DIR) --output_di
 	--max_seq_length 128 --per_device_train_batch_size 16 --learning_rate 1e-4 --max_steps 450 \
 	--logging_steps 150 --save_steps 450 --max_eval_samples 400 --seed 12
 
-.PHONY: run test lint check-data
+.PHONY: run test lint check-data docker-test
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,3 +38,14 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed lint
 	$(PY) -m pytest -q
+
+# The Docker image on a local Debian base (no image registry needed), tested with a short CA-MTL-mini
+# job run offline in it (scripts/docker_test.sh). Needs root or sudo (apt-get, debootstrap, dockerd);
+# not part of `make test`. Measured here: 320 s the first time, 28 s after (README, Docker).
+DOCKER_IMAGE ?= camtl:cpu
+DOCKER_BASE_IMAGE ?= camtl-base:bookworm-py311
+DOCKER_OUTPUT_DIR ?= output/docker-test
+
+docker-test: | $(DATA_DIR)
+	DATA_DIR=$(DATA_DIR) OUT_DIR=$(DOCKER_OUTPUT_DIR) IMAGE=$(DOCKER_IMAGE) \
+		BASE_IMAGE=$(DOCKER_BASE_IMAGE) scripts/docker_test.sh
