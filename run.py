@@ -35,7 +35,7 @@ from camtl.model import (
 from camtl.sampling import build_sampler
 from camtl.submission import write_submission
 from camtl.tasks import TASKS, evaluation_tasks, prediction_tasks, resolve_tasks
-from camtl.training import CaMtlTrainer
+from camtl.training import CaMtlTrainer, mixed_precision
 
 logger = logging.getLogger("camtl")
 
@@ -141,7 +141,7 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 (or neither)")
     if data_args.max_seq_length <= 2:
         raise UsageError(f"--max_seq_length must be above 2, got {data_args.max_seq_length}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "pad_to_multiple_of"):
         value = getattr(data_args, name)
         if value is not None and value <= 0:
             raise UsageError(f"--{name} must be positive, got {value}")
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))
         logger.info("task sampling: %s, %d steps per epoch", sampler_name, len(sampler))
 
-    collator = MultiTaskCollator(tokenizer.pad_token_id)
+    collator = MultiTaskCollator(tokenizer.pad_token_id, pad_to_multiple_of=data_args.pad_to_multiple_of)
     trainer = CaMtlTrainer(
         model=model,
         args=args,
@@ -326,7 +326,7 @@ def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, 
         test_sets,
         collator,
         trainer.args.per_device_eval_batch_size,
-        autocast=trainer.autocast_smart_context_manager,
+        autocast=lambda: mixed_precision(trainer.args, trainer.model.device),
     )
     if is_main and predictions:
         archive = write_submission(predictions, output_dir)

@@ -116,6 +116,10 @@ class DataArguments:
     sampling_temperature: float = field(
         default=2.0, metadata={"help": "Temperature sampling: p_t proportional to n_t ** (1 / T)"}
     )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "Round each batch's padded length up to a multiple (8 suits GPU kernels)"},
+    )
     mtu_scoring_mode: str = field(
         default="train",
         metadata={
@@ -163,6 +167,21 @@ class CaMtlTrainingArguments(TrainingArguments):
     warmup_proportion: float | None = field(
         default=None, metadata={"help": "Linear warmup over this fraction of the steps (default 0.1)"}
     )
+    # Defaults for GPUs: every parameter gets a gradient in every layout (tests/test_model.py), the buffers
+    # are constant tables, and the NaN filter of the logged loss would read the loss on the host each step.
+    ddp_find_unused_parameters: bool | None = field(
+        default=False, metadata={"help": "DDP: look for parameters without gradients (default False)"}
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=False, metadata={"help": "DDP: broadcast buffers every step (default False)"}
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False, metadata={"help": "Drop NaN/inf losses from the logged mean (default False)"}
+    )
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes collating training batches (default: 2 per GPU, 0 on the CPU)"},
+    )
     # Flags of the reference README that transformers dropped: accepted and mapped in __post_init__.
     evaluate_during_training: bool = field(default=False, metadata={"help": "Evaluate every --logging_steps"})
     per_gpu_train_batch_size: int | None = field(
@@ -207,6 +226,9 @@ class CaMtlTrainingArguments(TrainingArguments):
             self.warmup_steps = self.warmup_proportion
         elif self.warmup_steps == 0:
             self.warmup_steps = 0.1  # the paper's 10% linear warmup
+        if self.dataloader_num_workers is None:
+            # On the CPU a worker takes a core from the step; on a GPU it collates while the device computes.
+            self.dataloader_num_workers = 2 if torch.cuda.is_available() and not self.use_cpu else 0
         if not (torch.cuda.is_available() or torch.backends.mps.is_available() or is_torch_xla_available()):
             # CPU-only machine: accelerate needs cpu=True for gloo DDP under torchrun and for bf16 autocast.
             self.use_cpu = True

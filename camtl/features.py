@@ -215,15 +215,36 @@ class TaskDataset(Dataset):
         }
 
 
-class MultiTaskCollator:
-    """Pads a list of examples to the longest one (or to ``pad_to``) and stacks the per-example fields."""
+def sequence_lengths(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Real tokens per row (B,): a batch without an attention mask has no padding."""
+    if "attention_mask" in batch:
+        return batch["attention_mask"].sum(1)
+    rows, width = batch["input_ids"].shape
+    return torch.full((rows,), width, dtype=torch.long, device=batch["input_ids"].device)
 
-    def __init__(self, pad_token_id: int, pad_to: int | None = None):
+
+class MultiTaskCollator:
+    """Pads a list of examples to the longest one (or to ``pad_to``) and stacks the per-example fields.
+
+    ``pad_to_multiple_of`` rounds the padded length up (GPU kernels prefer a multiple of 8). A batch in
+    which no example is padded gets no ``attention_mask``: the backbone then runs attention without a
+    mask, and the collator knows this on the CPU, without asking the device.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to: int | None = None, pad_to_multiple_of: int | None = None):
         self.pad_token_id = pad_token_id
         self.pad_to = pad_to
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def padded_length(self, longest: int) -> int:
+        if self.pad_to is not None:
+            return self.pad_to
+        multiple = self.pad_to_multiple_of or 1
+        return -(-longest // multiple) * multiple
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        length = self.pad_to or max(len(e["input_ids"]) for e in examples)
+        lengths = [len(e["input_ids"]) for e in examples]
+        length = self.padded_length(max(lengths))
         input_ids = torch.full((len(examples), length), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(examples), length), dtype=torch.long)
         attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
@@ -232,10 +253,11 @@ class MultiTaskCollator:
             input_ids[row, :n] = example["input_ids"]
             token_type_ids[row, :n] = example["token_type_ids"]
             attention_mask[row, :n] = 1
+        batch = {"input_ids": input_ids, "token_type_ids": token_type_ids}
+        if min(lengths) < length:
+            batch["attention_mask"] = attention_mask
         return {
-            "input_ids": input_ids,
-            "token_type_ids": token_type_ids,
-            "attention_mask": attention_mask,
+            **batch,
             "task_ids": torch.tensor([e["task_id"] for e in examples], dtype=torch.long),
             "labels": torch.tensor([e["label"] for e in examples], dtype=torch.float32),
             "example_index": torch.tensor([e["example_index"] for e in examples], dtype=torch.long),

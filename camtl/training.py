@@ -9,6 +9,7 @@ checkpoints, distributed training and logging integrations are the Trainer's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -21,12 +22,12 @@ from transformers import Trainer
 
 from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
-from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
+from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures, sequence_lengths
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FIELDS = ("input_ids", "token_type_ids", "attention_mask")
+TOKEN_FIELDS = {"input_ids", "token_type_ids", "attention_mask"}
 
 
 def sampling_state_file(rank: int) -> str:
@@ -86,6 +87,50 @@ class TaskUsage:
         self.selection_seconds = float(state["selection_seconds"])
 
 
+def mixed_precision(args, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast of ``--bf16`` / ``--fp16`` for forwards outside the Trainer's training step (MT-U
+    scoring, evaluation, prediction): the Trainer's own context manager is a no-op there in transformers 5."""
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class DivergenceWatch:
+    """Notes on the device the first training step whose loss is not finite, and the tasks of its batch.
+
+    Checking ``isfinite(loss)`` on the host every step would make every step wait for the device; the
+    trainer reads this at logging steps and before each save instead, so no checkpoint holds diverged
+    weights and the run stops within ``--logging_steps`` of the step that diverged.
+    """
+
+    def __init__(self, num_tasks: int):
+        self.num_tasks = num_tasks
+        self.step: torch.Tensor | None = None  # -1 until a loss is not finite
+        self.loss: torch.Tensor | None = None
+        self.tasks: torch.Tensor | None = None
+
+    def observe(self, loss: torch.Tensor, task_ids: torch.Tensor, step: int) -> None:
+        loss = loss.detach().float()
+        if self.step is None:
+            self.step = torch.full((), -1, device=loss.device)
+            self.loss = torch.zeros((), device=loss.device)
+            self.tasks = torch.zeros(self.num_tasks, dtype=torch.bool, device=loss.device)
+        first = ~torch.isfinite(loss) & (self.step < 0)
+        in_batch = torch.zeros(self.num_tasks, device=loss.device).index_add_(
+            0, task_ids, loss.new_ones(len(task_ids))
+        )
+        self.step = torch.where(first, step, self.step)
+        self.loss = torch.where(first, loss, self.loss)
+        self.tasks = torch.where(first, in_batch > 0, self.tasks)
+
+    def first_divergence(self) -> tuple[int, float, list[int]] | None:
+        """(step, loss, task ids) of the first non-finite loss, or None; reads the device (a host sync)."""
+        if self.step is None or int(self.step) < 0:
+            return None
+        return int(self.step), float(self.loss), self.tasks.nonzero().squeeze(1).tolist()
+
+
 class CaMtlTrainer(Trainer):
     """HF Trainer with task-sampled batches, MT-Uncertainty selection and GLUE evaluation."""
 
@@ -104,6 +149,7 @@ class CaMtlTrainer(Trainer):
         self.dev_sets = dev_sets or {}
         self.task_sampler = task_sampler
         self.evaluations: list[dict] = []
+        self.divergence_watch = DivergenceWatch(len(self.model.config.tasks))
         if train_sets:
             datasets = [TaskDataset(f, self.model.task_index(name)) for name, f in train_sets.items()]
             self.train_dataset = ConcatDataset(datasets)
@@ -126,15 +172,19 @@ class CaMtlTrainer(Trainer):
         self.usage.record(inputs["task_ids"], example_index)
         outputs = model(**inputs)
         # The fp16 grad scaler skips non-finite steps itself; otherwise a NaN would silently ruin the weights.
-        if not self.args.fp16 and not torch.isfinite(outputs.loss):
-            raise self.divergence(outputs.loss, inputs["task_ids"])
+        if not self.args.fp16:
+            self.divergence_watch.observe(outputs.loss, inputs["task_ids"], self.state.global_step + 1)
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def divergence(self, loss: torch.Tensor, task_ids: torch.Tensor) -> TrainingDiverged:
-        tasks = sorted({self.model.config.tasks[t] for t in task_ids.tolist()})
-        step = self.state.global_step + 1
-        return TrainingDiverged(
-            f"the loss is {loss.item()} at step {step} on a batch of {', '.join(tasks)}:"
+    def stop_if_diverged(self) -> None:
+        """Raise TrainingDiverged naming the first step whose loss was not finite (reads the device)."""
+        found = self.divergence_watch.first_divergence()
+        if found is None:
+            return
+        step, loss, task_ids = found
+        tasks = sorted(self.model.config.tasks[t] for t in task_ids)
+        raise TrainingDiverged(
+            f"the loss is {loss} at step {step} on a batch of {', '.join(tasks)}:"
             " lower --learning_rate or raise --warmup_proportion; earlier checkpoints are intact"
         )
 
@@ -160,8 +210,8 @@ class CaMtlTrainer(Trainer):
         )
         selected = {key: value[keep] for key, value in pool.items()}
         if selected["input_ids"].device.type == "cpu":
-            longest = int(selected["attention_mask"].sum(1).max())
-            for key in TOKEN_FIELDS:
+            longest = int(sequence_lengths(selected).max())
+            for key in TOKEN_FIELDS & selected.keys():
                 selected[key] = selected[key][:, :longest]
         self.usage.selection_seconds += time.perf_counter() - started
         return selected, example_index[keep]
@@ -170,9 +220,11 @@ class CaMtlTrainer(Trainer):
         """(entropy, first logit) of every candidate, fp32, in the sampler's scoring mode."""
         was_training = scorer.training
         scorer.train(self.task_sampler.scoring_mode == "train")
-        with torch.no_grad(), self.autocast_smart_context_manager():
+        with torch.no_grad(), mixed_precision(self.args, pool["input_ids"].device):
             if pool["input_ids"].device.type != "cpu":
-                output = scorer(**{key: pool[key] for key in TOKEN_FIELDS}, task_ids=pool["task_ids"])
+                output = scorer(
+                    **{key: pool[key] for key in TOKEN_FIELDS & pool.keys()}, task_ids=pool["task_ids"]
+                )
                 entropy, prediction = output.entropy, output.logits[:, 0]
             else:
                 entropy, prediction = self._score_in_chunks(scorer, pool)
@@ -181,19 +233,20 @@ class CaMtlTrainer(Trainer):
 
     def _score_in_chunks(self, scorer, pool: dict) -> tuple[torch.Tensor, torch.Tensor]:
         chunk = self.task_sampler.selected_per_step
-        lengths = pool["attention_mask"].sum(1)
+        lengths = sequence_lengths(pool)
         order = torch.argsort(lengths, descending=True)
         entropy = torch.empty(len(order))
         prediction = torch.empty(len(order))
         for start, length in zip(range(0, len(order), chunk), lengths[order[::chunk]].tolist(), strict=True):
             rows = order[start : start + chunk]
-            inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS}
+            inputs = {key: pool[key][rows, :length] for key in TOKEN_FIELDS & pool.keys()}
             output = scorer(**inputs, task_ids=pool["task_ids"][rows])
             entropy[rows] = output.entropy.float()
             prediction[rows] = output.logits[:, 0].float()
         return entropy, prediction
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        self.stop_if_diverged()  # at logging steps: the one place training reads the loss on the host
         if "loss" in logs and hasattr(self, "usage"):
             logs.update(self.sampling_summary())
         super().log(logs, start_time)
@@ -211,7 +264,7 @@ class CaMtlTrainer(Trainer):
             self.dev_sets,
             self.collator,
             self.args.per_device_eval_batch_size,
-            autocast=self.autocast_smart_context_manager,
+            autocast=lambda: mixed_precision(self.args, self.model.device),
         )
         record = {"step": self.state.global_step, "results": results}
         self.evaluations.append(record)
@@ -234,6 +287,7 @@ class CaMtlTrainer(Trainer):
         return max(self.evaluations, key=lambda e: e["results"]["glue_average"], default=None)
 
     def _save_checkpoint(self, model, trial):
+        self.stop_if_diverged()  # never a checkpoint of diverged weights
         super()._save_checkpoint(model, trial)
         checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
         if hasattr(self, "usage"):  # every rank keeps its own counters

@@ -39,7 +39,8 @@ from camtl.modules import ConditionalAttentionBias, ConditionalLayerNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 TASKS = ["cola", "sts-b"]
-WORDS = "the a cat dog sat on mat film fine good bad two is was not and of".split()
+WORDS = ("the", "a", "cat", "dog", "sat", "on", "mat", "film", "fine", "good", "bad", "two", "is", "was",
+         "not", "and", "of")  # fmt: skip
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SIZE = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 64}
 
@@ -75,7 +76,8 @@ def _deberta(path: Path) -> None:
     DebertaV2Tokenizer(vocab=pieces).save_pretrained(path)  # unigram, as DeBERTa-v3
     config = DebertaV2Config(
         vocab_size=len(pieces), relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=8,
-        max_relative_positions=-1, type_vocab_size=0, position_biased_input=False, max_position_embeddings=64, **SIZE,
+        max_relative_positions=-1, type_vocab_size=0, position_biased_input=False, max_position_embeddings=64,
+        **SIZE,
     )  # fmt: skip
     DebertaV2Model(config).save_pretrained(path)
 
@@ -231,7 +233,8 @@ def test_backbones_without_a_pooler_pool_the_first_token(backbone):
 def flags(backbone: Path, tmp_path: Path, output: str, layout: str) -> list[str]:
     return [
         "--model_name_or_path", str(backbone), "--layout", layout, "--data_dir", str(FIXTURES),
-        "--tasks", *TASKS, "--output_dir", str(tmp_path / output), "--features_cache_dir", str(tmp_path / "cache"),
+        "--tasks", *TASKS, "--output_dir", str(tmp_path / output),
+        "--features_cache_dir", str(tmp_path / "cache"),
         "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
         "--max_steps", "4", "--save_steps", "2", "--logging_steps", "2", "--report_to", "none", "--seed", "3",
         "--max_eval_samples", "6", "--use_mt_uncertainty",

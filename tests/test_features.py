@@ -8,7 +8,7 @@ import torch
 from camtl import features as features_module
 from camtl.data import read_split
 from camtl.errors import UsageError
-from camtl.features import MultiTaskCollator, TaskDataset, load_features
+from camtl.features import MultiTaskCollator, TaskDataset, load_features, sequence_lengths
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,14 +108,31 @@ def test_collator_pads_each_batch_to_its_longest_example(tmp_path, bundled_token
     write_rte(tmp_path)
     features = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=tmp_path / "cache")
     dataset = TaskDataset(features, task_id=3)
-    batch = MultiTaskCollator(pad_token_id=0)([dataset[0], dataset[4]])
-    lengths = features.lengths[[0, 4]]
-    assert batch["input_ids"].shape == (2, int(lengths.max()))
-    assert batch["attention_mask"].sum(1).tolist() == lengths.tolist()
+    shorter = {
+        **dataset[4],
+        "input_ids": dataset[4]["input_ids"][:5],
+        "token_type_ids": dataset[4]["token_type_ids"][:5],
+    }
+    batch = MultiTaskCollator(pad_token_id=0)([dataset[0], shorter])
+    lengths = [int(features.lengths[0]), 5]
+    assert batch["input_ids"].shape == (2, lengths[0])
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    assert sequence_lengths(batch).tolist() == lengths
     assert batch["task_ids"].tolist() == [3, 3]
     assert batch["example_index"].tolist() == [0, 4]
     fixed = MultiTaskCollator(pad_token_id=0, pad_to=64)([dataset[0]])
-    assert fixed["input_ids"].shape == (1, 64)
+    assert fixed["input_ids"].shape == (1, 64) and fixed["attention_mask"].sum() == features.lengths[0]
+    rounded = MultiTaskCollator(pad_token_id=0, pad_to_multiple_of=8)([dataset[0], shorter])
+    assert rounded["input_ids"].shape[1] == -(-lengths[0] // 8) * 8
+
+
+def test_a_batch_without_padding_has_no_attention_mask(tmp_path, bundled_tokenizer):
+    write_rte(tmp_path)
+    features = load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=tmp_path / "cache")
+    dataset = TaskDataset(features, task_id=0)
+    batch = MultiTaskCollator(pad_token_id=0)([dataset[0], dataset[0]])
+    assert "attention_mask" not in batch  # the backbone runs attention without a mask
+    assert sequence_lengths(batch).tolist() == [int(features.lengths[0])] * 2
 
 
 def test_real_rows_round_trip(shared_glue, bundled_tokenizer, tmp_path):

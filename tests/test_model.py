@@ -1,4 +1,4 @@
-"""The CA-MTL model on BERT: stock equivalence, layouts, mixed batches, padding, losses, freezing, loading, CLI.
+"""CA-MTL on BERT: stock equivalence, layouts, mixed batches, padding, losses, freezing, loading, the CLI.
 
 The equivalence with the authors' code is tests/test_reference_equivalence.py; other backbone families
 are tests/test_families.py.

@@ -124,5 +124,6 @@ def test_non_finite_loss_stops_the_run_naming_step_and_tasks(tiny_bert):
         "example_index": torch.tensor([0, 0]),
     }
     trainer.usage = TaskUsage(["sts-b", "rte"], [1, 1])
+    trainer.compute_loss(model, batch)  # noted on the device, no host sync in the step
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 1 on a batch of rte, sts-b"):
-        trainer.compute_loss(model, batch)
+        trainer.log({"loss": 1.0})  # read at the next logging step

@@ -3,10 +3,11 @@
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from camtl.arguments import CaMtlTrainingArguments
-from camtl.features import MultiTaskCollator, TaskDataset, load_features
+from camtl.features import MultiTaskCollator, TaskDataset, load_features, sequence_lengths
 from camtl.model import load_model, load_tokenizer
 from camtl.sampling import build_sampler
 from camtl.training import CaMtlTrainer, TaskUsage
@@ -21,7 +22,8 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
     tokenizer = load_tokenizer(str(tiny_bert))
     train_sets = {t: load_features(FIXTURES, t, "train", tokenizer, 64, cache_dir=tmp_path) for t in TASKS}
     b = 3
-    sampler = build_sampler("mt-uncertainty", [len(f) for f in train_sets.values()], b, seed=0)
+    sizes = [len(f) for f in train_sets.values()]
+    sampler = build_sampler("mt-uncertainty", sizes, b, seed=0, mtu_scoring_mode="eval")
     collator = MultiTaskCollator(tokenizer.pad_token_id)
     args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
     trainer = CaMtlTrainer(
@@ -60,8 +62,29 @@ def test_mt_uncertainty_trains_on_the_highest_scoring_candidates(tiny_bert, tmp_
         (int(pool["task_ids"][i]), int(example_index[i])) for i in expected
     }
     # The selected batch is trimmed to its own longest example.
-    assert selected["input_ids"].shape[1] == int(selected["attention_mask"].sum(1).max())
+    assert selected["input_ids"].shape[1] == int(sequence_lengths(selected).max())
     assert trainer.usage.selection_seconds > 0
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_mt_uncertainty_scores_in_the_chosen_mode_and_restores_the_models(tiny_bert, tmp_path, mode):
+    model = load_model(str(tiny_bert), TASKS, layout="base", max_seq_length=64).train()
+    tokenizer = load_tokenizer(str(tiny_bert))
+    train_sets = {t: load_features(FIXTURES, t, "train", tokenizer, 64, cache_dir=tmp_path) for t in TASKS}
+    sampler = build_sampler(
+        "mt-uncertainty", [len(f) for f in train_sets.values()], 2, 0, mtu_scoring_mode=mode
+    )
+    collator = MultiTaskCollator(tokenizer.pad_token_id)
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    trainer = CaMtlTrainer(
+        model=model, args=args, train_sets=train_sets, task_sampler=sampler, collator=collator
+    )
+    seen = []
+    model.heads.register_forward_hook(lambda module, args, output: seen.append(module.dropout.training))
+    pool = collator([trainer.train_dataset[i] for i in next(iter(sampler))])
+    trainer.select_uncertain_candidates(model, pool, pool.pop("example_index"))
+    assert seen and all(training == (mode == "train") for training in seen)  # dropout on as the authors'
+    assert model.training  # the training step that follows runs in training mode
 
 
 def test_task_usage_counts_draws_and_distinct_examples():
@@ -93,3 +116,26 @@ def test_train_dataset_tags_examples_with_the_models_task_ids(tiny_bert, tmp_pat
     assert trainer.train_dataset[0]["task_id"] == model.task_index("cola")
     assert trainer.train_dataset[first_rte]["task_id"] == model.task_index("rte")
     assert isinstance(trainer.train_dataset.datasets[0], TaskDataset)
+
+
+def test_evaluation_runs_under_the_training_autocast(tiny_bert, tmp_path):
+    model = load_model(str(tiny_bert), ["rte"], layout="base", max_seq_length=32)
+    tokenizer = load_tokenizer(str(tiny_bert))
+    dev = {"rte": load_features(FIXTURES, "rte", "dev", tokenizer, 32, cache_dir=tmp_path)}
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", bf16=True)
+    trainer = CaMtlTrainer(
+        model=model, args=args, dev_sets=dev, collator=MultiTaskCollator(tokenizer.pad_token_id)
+    )
+    dtypes = []
+    model.backbone.register_forward_hook(
+        lambda module, args, output: dtypes.append(output.last_hidden_state.dtype)
+    )
+    trainer.evaluate()
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # evaluation-only runs are not silently fp32
+
+
+def test_gpu_defaults_find_no_unused_parameters_and_no_per_step_nan_filter(tmp_path):
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    assert args.ddp_find_unused_parameters is False and args.ddp_broadcast_buffers is False
+    assert args.logging_nan_inf_filter is False
+    assert args.dataloader_num_workers == (2 if torch.cuda.is_available() else 0)
