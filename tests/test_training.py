@@ -126,12 +126,14 @@ def test_evaluation_runs_under_the_training_autocast(tiny_bert, tmp_path):
     trainer = CaMtlTrainer(
         model=model, args=args, dev_sets=dev, collator=MultiTaskCollator(tokenizer.pad_token_id)
     )
-    dtypes = []
+    seen = []
     model.backbone.register_forward_hook(
-        lambda module, args, output: dtypes.append(output.last_hidden_state.dtype)
+        lambda module, args, output: seen.append(
+            (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))
+        )
     )
     trainer.evaluate()
-    assert dtypes and set(dtypes) == {torch.bfloat16}  # evaluation-only runs are not silently fp32
+    assert seen and set(seen) == {(True, torch.bfloat16)}  # evaluation-only runs are not silently fp32
 
 
 def test_gpu_defaults_find_no_unused_parameters_and_no_per_step_nan_filter(tmp_path):
