@@ -6,6 +6,9 @@ Every check of the user's input runs before the model or the data are loaded.
 
 from __future__ import annotations
 
+import camtl  # noqa: F401  (first: it sets the OpenMP wait policy before torch loads)
+
+# isort: split
 import json
 import logging
 import os

@@ -1,6 +1,10 @@
 import os
 from pathlib import Path
 
+import camtl  # noqa: F401  (first: the OpenMP wait policy, before any test module loads torch)
+
+# isort: split
+
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from camtl.bench import speed, study
 from camtl.errors import UsageError
@@ -217,3 +218,32 @@ def test_summarize_records_gives_mean_and_std_over_seeds():
     assert summary["ca-mtl"]["scores"]["rte"]["mean"] == pytest.approx(0.6)
     assert summary["ca-mtl"]["scores"]["rte"]["std"] == pytest.approx(0.1414, abs=1e-4)
     assert summary["ca-mtl"]["glue_average"]["mean"] == pytest.approx(0.7)
+
+
+def test_device_check_runs_its_code_paths_on_the_cpu(tmp_path):
+    from camtl.bench import device
+
+    output = tmp_path / "device.json"
+    result = device.run(argparse.Namespace(reduced=True, output=output))
+    assert json.loads(output.read_text()) == json.loads(json.dumps(result))
+    agreement = result["precision_agreement"]
+    assert agreement["bf16"]["agrees"] and len(agreement["losses"]["fp32"]) == 3
+    assert result["sync_check"] == {"checked": False, "reason": "needs CUDA"}
+    throughput = result["throughput"]
+    assert set(throughput["seconds_per_step"]) == {"vanilla", "camtl", "mt_uncertainty"}
+    assert throughput["camtl_vs_vanilla"] > 0 and throughput["mtu_vs_floor"] > 1
+
+
+def test_step_flops_count_six_flops_per_parameter_and_token():
+    from camtl.bench.device import Shape, step_flops
+
+    shape = Shape(layers=1, hidden=10, heads=1, batch=2, seq=3, steps=1)
+    assert step_flops(shape) == 6 * 12 * 100 * 6 + 12 * 10 * 3 * 6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the host-sync check needs a CUDA device")
+def test_training_and_mt_uncertainty_steps_make_no_host_sync():
+    from camtl.bench import device
+
+    result = device.sync_check(device.REDUCED, torch.device("cuda"))
+    assert result == {"checked": True, "training_step": "no host sync", "mt_uncertainty_step": "no host sync"}
