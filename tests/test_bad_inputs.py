@@ -187,6 +187,20 @@ CASES = {
     "directory that is not a checkpoint": Case(
         evaluate(model_name_or_path="{work}"), "neither a camtl checkpoint nor a model directory"
     ),
+    "model of an unsupported type": Case(
+        evaluate(model_name_or_path="{work}/gpt2"),
+        "model type 'gpt2' is not supported: camtl conditions BERT, RoBERTa",
+        write("gpt2/config.json", '{"model_type": "gpt2"}'),
+    ),
+    "checkpoint of camtl 0.1": Case(
+        evaluate(model_name_or_path="{work}/old", tasks=None),
+        "was saved by camtl 0.1",
+        write("old/config.json", '{"model_type": "camtl", "layout": "base", "backbone": {}}'),
+    ),
+    "architecture option that differs from the checkpoint's": Case(
+        evaluate("--attention_film", "per_block", model_name_or_path="{checkpoint}"),
+        "has attention_film='shared', not 'per_block'",
+    ),
     "checkpoint trained on other tasks": Case(
         evaluate(model_name_or_path="{checkpoint}", tasks="cola"), "was trained on tasks"
     ),

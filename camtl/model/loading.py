@@ -127,8 +127,8 @@ def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_le
 def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
     if saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
         raise UsageError(
-            f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which"
-            " this version cannot load: retrain from the backbone, or load it with camtl 0.1 (git tag v0.1)"
+            f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which this"
+            " version cannot load: retrain from the backbone, or load it with camtl 0.1 (commit d72e0ee)"
         )
     config = CaMtlConfig.from_pretrained(path)
     _check_checkpoint(path, config, tasks, layout, max_seq_length, options)
