@@ -21,11 +21,12 @@ from transformers import logging as hf_logging
 from transformers.trainer_utils import get_last_checkpoint
 
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+from camtl.collation import MultiTaskCollator
 from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
-from camtl.features import MultiTaskCollator, load_features
-from camtl.metrics import format_results_table
+from camtl.features import load_features
+from camtl.metrics import format_results_table, selection_score
 from camtl.model import (
     encoder_layer_count,
     format_parameter_report,
@@ -298,15 +299,16 @@ def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
     last = trainer.evaluations[-1]
     best = trainer.best_evaluation()
     (output_dir / "eval_results.json").write_text(json.dumps(last["results"], indent=2))
-    history = {"evaluations": trainer.evaluations, "best": {"rule": "highest glue_average", **best}}
+    rule = "highest average" if "average" in best["results"] else "highest glue_average"
+    history = {"evaluations": trainer.evaluations, "best": {"rule": rule, **best}}
     checkpoint = output_dir / f"checkpoint-{best['step']}"
     if checkpoint.is_dir():
         history["best"]["checkpoint"] = str(checkpoint)
     (output_dir / "eval_history.json").write_text(json.dumps(history, indent=2))
     print(format_results_table(last["results"]))
     if len(trainer.evaluations) > 1:
-        score = best["results"]["glue_average"]
-        print(f"best evaluation (highest GLUE average): step {best['step']}, {score:.4f}")
+        score = selection_score(best["results"])
+        print(f"best evaluation ({rule}): step {best['step']}, {score:.4f}")
 
 
 def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str]:

@@ -12,32 +12,17 @@ import json
 import logging
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
+from camtl.examples import Examples
+from camtl.readers import read_examples
 from camtl.tasks import TASKS, Task, canonical_task_name
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 DOWNLOAD_HINT = "python download_glue_data.py --data_dir DIR --tasks all"
-
-
-@dataclass
-class Examples:
-    """The rows of one task split: texts, labels (class index or score) and submission IDs."""
-
-    task: str
-    split: str
-    text_a: list[str]
-    text_b: list[str] | None
-    labels: list[float] | None
-    ids: list[str]
-    skipped: int = 0  # malformed training rows left out
-
-    def __len__(self) -> int:
-        return len(self.text_a)
 
 
 def split_path(data_dir: str | Path, task: str, split: str) -> Path:
@@ -80,6 +65,8 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
     spec = TASKS[task]
     fmt = spec.split(split)
     path = require_split(data_dir, task, split, needed_by=f"{task} {split}")
+    if fmt.format != "glue":
+        return read_examples(path, spec, split, max_examples)
     lines = _read_lines(path)
     first_row = 1 if fmt.header else 0
     if fmt.header and not lines:
@@ -149,7 +136,7 @@ def check_data_dir(data_dir: str | Path, tasks: list[str]) -> dict:
             report["tasks"].setdefault(task, {})[split] = len(examples)
             if examples.skipped:
                 report["warnings"].append(f"{path}: {examples.skipped} malformed training rows skipped")
-            if examples.labels is not None and not spec.is_regression:
+            if examples.labels is not None and spec.type in ("classification", "multiple_choice"):
                 counts = Counter(spec.labels[int(label)] for label in examples.labels)
                 report["labels"].setdefault(task, {})[split] = dict(sorted(counts.items()))
     return report
@@ -180,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a GLUE folder and count its examples")
     check.add_argument("--data_dir", required=True)
     check.add_argument(
-        "--tasks", nargs="+", default=None, help="default: every task, including mnli-mm and ax"
+        "--tasks", nargs="+", default=None, help="default: every task whose folder is in --data_dir"
     )
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
-    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else list(TASKS)
+    present = [name for name, task in TASKS.items() if (Path(args.data_dir) / task.folder).is_dir()]
+    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else present
     report = check_data_dir(args.data_dir, tasks)
     if args.json:
         print(json.dumps({k: report[k] for k in ("tasks", "problems", "missing", "warnings", "labels")}))

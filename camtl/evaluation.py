@@ -1,7 +1,8 @@
-"""Dev-set evaluation and test-set prediction for every task, with one model.
+"""Dev-set evaluation and test-set prediction for every task of every type, with one model.
 
-Examples are sorted by length before batching (little padding) and run under
-``torch.inference_mode``; outputs are put back in file order.
+Examples are sorted by length before batching (little padding) and run under ``torch.inference_mode``;
+outputs are put back in file order. A task predicted by another task's head (mnli-mm, snli by MNLI's,
+scitail by RTE's) reads that head, its classes mapped by name.
 """
 
 from __future__ import annotations
@@ -9,12 +10,34 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
+from camtl.collation import MultiTaskCollator
+from camtl.features import TaskDataset, TaskFeatures
 from camtl.metrics import compute_metrics, summarize
 from camtl.tasks import TASKS
+
+Autocast = Callable[[], contextlib.AbstractContextManager]
+
+
+def _batches(model, features: TaskFeatures, collator: MultiTaskCollator, batch_size: int, autocast: Autocast):
+    """(example indices, batch on the device, model output) in length-sorted batches."""
+    task = TASKS[features.task]
+    dataset = TaskDataset(features, task_id=model.task_index(task.head))
+    order = torch.argsort(features.lengths, descending=True, stable=True)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                batch = collator([dataset[int(i)] for i in rows])
+                batch = {key: value.to(device) for key, value in batch.items() if key != "example_index"}
+                inputs = {key: value for key, value in batch.items() if key != "labels"}
+                yield rows, batch, model(**inputs)
+    finally:
+        model.train(was_training)
 
 
 def predict_features(
@@ -22,27 +45,60 @@ def predict_features(
     features: TaskFeatures,
     collator: MultiTaskCollator,
     batch_size: int,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> np.ndarray:
-    """Predictions of the task's head in file order: class indices, or scores for regression."""
+    autocast: Autocast = contextlib.nullcontext,
+):
+    """Predictions in file order: class or choice indices (np.int64), regression scores (np.float32), each
+    example's tags word by word (token classification), or masked-LM totals (a dict)."""
     task = TASKS[features.task]
-    dataset = TaskDataset(features, task_id=model.task_index(task.head))
-    order = torch.argsort(features.lengths, descending=True, stable=True)
-    device = next(model.parameters()).device
-    outputs = []
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode(), autocast():
-        for start in range(0, len(order), batch_size):
-            batch = collator([dataset[int(i)] for i in order[start : start + batch_size]])
-            batch = {k: v.to(device) for k, v in batch.items() if k not in ("labels", "example_index")}
-            logits = model(**batch).logits.float()
-            outputs.append(logits[:, 0] if task.is_regression else logits.argmax(-1))
-    model.train(was_training)
-    predictions = torch.empty(len(order), dtype=torch.float32 if task.is_regression else torch.long)
-    if len(order):
-        predictions[order] = torch.cat(outputs).cpu()
+    if task.type == "masked_lm":
+        return _masked_lm_totals(model, features, collator, batch_size, autocast)
+    if task.type == "token_classification":
+        return _word_tags(model, features, collator, batch_size, autocast)
+    predictions = torch.empty(len(features), dtype=torch.float32 if task.is_regression else torch.long)
+    for rows, _, output in _batches(model, features, collator, batch_size, autocast):
+        logits = output.logits.float()
+        predictions[rows] = (logits[:, 0] if task.is_regression else logits.argmax(-1)).cpu()
+    if task.head != task.name and not task.is_regression:  # the head's classes, mapped by name
+        head_labels = TASKS[task.head].labels
+        mapping = torch.tensor([task.labels.index(n) if n in task.labels else -1 for n in head_labels])
+        predictions = mapping[predictions]
     return predictions.numpy()
+
+
+def _word_tags(model, features, collator, batch_size, autocast) -> list[list[int]]:
+    """The predicted tag of each word (its first sub-token's); words cut off by truncation get tag 0."""
+    tags: list[list[int]] = [[] for _ in range(len(features))]
+    for rows, batch, output in _batches(model, features, collator, batch_size, autocast):
+        predicted = output.token_logits.argmax(-1).cpu()  # (S, L)
+        starts = batch["word_starts"].bool().cpu()
+        for row, index in enumerate(rows.tolist()):
+            tags[index] = predicted[row][starts[row]].tolist()
+    if features.word_tags is not None:
+        tags = [
+            predicted + [0] * (len(gold) - len(predicted))
+            for predicted, gold in zip(tags, features.word_tags, strict=True)
+        ]
+    return tags
+
+
+def _masked_lm_totals(model, features, collator, batch_size, autocast) -> dict[str, float]:
+    totals = {"correct": 0, "masked": 0, "loss_sum": 0.0}
+    for _, batch, output in _batches(model, features, collator, batch_size, autocast):
+        logits, labels = output.mlm_logits.float(), batch["mlm_labels"]
+        totals["correct"] += int((logits.argmax(-1) == labels).sum())
+        totals["masked"] += len(labels)
+        totals["loss_sum"] += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+    return totals
+
+
+def gold_labels(features: TaskFeatures):
+    """What ``compute_metrics`` compares predictions with, per task type."""
+    kind = TASKS[features.task].type
+    if kind == "token_classification":
+        return features.word_tags
+    if kind == "masked_lm":
+        return None
+    return features.labels.numpy()
 
 
 def evaluate_tasks(
@@ -50,13 +106,13 @@ def evaluate_tasks(
     dev_sets: dict[str, TaskFeatures],
     collator: MultiTaskCollator,
     batch_size: int,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    autocast: Autocast = contextlib.nullcontext,
 ) -> dict:
-    """Metrics per task and the GLUE averages (the eval_results.json object)."""
+    """Metrics per task and the averages (the eval_results.json object)."""
     results = {}
     for task, features in dev_sets.items():
         predictions = predict_features(model, features, collator, batch_size, autocast)
-        results[task] = compute_metrics(task, predictions, features.labels.numpy())
+        results[task] = compute_metrics(task, predictions, gold_labels(features))
     return summarize(results)
 
 
@@ -65,10 +121,11 @@ def predict_tasks(
     test_sets: dict[str, TaskFeatures],
     collator: MultiTaskCollator,
     batch_size: int,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> dict[str, tuple[list[str], np.ndarray]]:
-    """Test-set predictions per task with their submission IDs, for ``write_submission``."""
+    autocast: Autocast = contextlib.nullcontext,
+) -> dict[str, tuple[list[str], object]]:
+    """Test-set predictions per task with their IDs, for ``write_submission`` and the prediction files."""
     return {
         task: (features.ids, predict_features(model, features, collator, batch_size, autocast))
         for task, features in test_sets.items()
+        if TASKS[task].type != "masked_lm"  # nothing to submit: its test text is scored as dev
     }

@@ -1,12 +1,13 @@
-"""Tokenized GLUE splits: batched fast tokenization, an on-disk cache, datasets and the collator.
+"""Tokenized task splits (TaskFeatures), their on-disk cache, and the dataset of one task's examples.
 
-Examples are stored unpadded (one flat token array + offsets per split); batches are padded to
-their longest example at collate time. The cache is keyed by everything that changes the tokens
-and is written atomically under a file lock, so concurrent ranks build each file once.
+Sequences are stored unpadded (one flat token array + offsets per split); batches are padded when they
+are made (``camtl.collation``). The cache is keyed by everything that changes the tokens and is written
+atomically under a file lock, so concurrent ranks build each file once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -15,17 +16,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from filelock import FileLock
 from torch.utils.data import Dataset
 
+from camtl import tokenization
 from camtl.data import read_split, require_split
+from camtl.examples import Examples
+from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 1
-TOKENIZE_CHUNK = 4096
+CACHE_FORMAT_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -45,92 +47,69 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 @dataclass
 class TaskFeatures:
-    """One tokenized split, unpadded: example i is ``input_ids[offsets[i]:offsets[i + 1]]``."""
+    """One tokenized split, unpadded. Sequence j is ``input_ids[offsets[j]:offsets[j + 1]]``; example i is
+    sequence i, or with ``example_offsets`` (multiple choice: one sequence per choice) the sequences
+    ``example_offsets[i]:example_offsets[i + 1]``."""
 
     task: str
     split: str
-    input_ids: torch.Tensor  # int32, all examples concatenated
+    input_ids: torch.Tensor  # int32, all sequences concatenated
     token_type_ids: torch.Tensor  # int8, same layout
-    offsets: torch.Tensor  # int64, len = num_examples + 1
-    labels: torch.Tensor | None  # float32 class index or score; None for test
+    offsets: torch.Tensor  # int64, len = num_sequences + 1
+    labels: torch.Tensor | None  # float32 per example: class index, score or choice; None for test
     ids: list[str]
+    example_offsets: torch.Tensor | None = None  # int64, len = num_examples + 1 (multiple choice)
+    word_starts: torch.Tensor | None = None  # int8 like input_ids: 1 on each word's first sub-token
+    token_labels: torch.Tensor | None = None  # int16 like input_ids: the tag there, -100 elsewhere
+    word_tags: list[list[int]] | None = None  # each example's gold tags, word by word (untruncated)
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return len(self.ids)
+
+    @property
+    def sequence_lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
 
     @property
     def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
+        """Tokens per example (all its choices together): what batching by length and sorting look at."""
+        if self.example_offsets is None:
+            return self.sequence_lengths
+        tokens = self.offsets[self.example_offsets]
+        return tokens[1:] - tokens[:-1]
+
+    def sequences(self, i: int) -> range:
+        if self.example_offsets is None:
+            return range(i, i + 1)
+        return range(int(self.example_offsets[i]), int(self.example_offsets[i + 1]))
 
     def to_state(self, key: str) -> dict:
-        return {
-            "key": key,
-            "input_ids": self.input_ids,
-            "token_type_ids": self.token_type_ids,
-            "offsets": self.offsets,
-            "labels": self.labels,
-            "ids": self.ids,
-        }
+        return {"key": key, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
     @classmethod
     def from_state(cls, state: dict, task: str, split: str, key: str) -> TaskFeatures:
         """Rebuild from a cache file's content, checking that it is whole and belongs to ``key``."""
+        if state.get("key") != key:
+            raise ValueError("cache content does not match its key")
+        fields = {f.name for f in dataclasses.fields(cls)}
         features = cls(
-            task=task,
-            split=split,
-            input_ids=state["input_ids"],
-            token_type_ids=state["token_type_ids"],
-            offsets=state["offsets"],
-            labels=state["labels"],
-            ids=state["ids"],
+            **{name: state[name] for name in fields if name in state} | {"task": task, "split": split}
         )
-        n = len(features)
+        sequences = len(features.offsets) - 1
         consistent = (
-            state["key"] == key
-            and n >= 0
-            and int(features.offsets[-1]) == len(features.input_ids) == len(features.token_type_ids)
-            and len(features.ids) == n
-            and (features.labels is None or len(features.labels) == n)
+            int(features.offsets[-1]) == len(features.input_ids) == len(features.token_type_ids)
+            and sequences
+            == (len(features) if features.example_offsets is None else int(features.example_offsets[-1]))
+            and (features.labels is None or len(features.labels) == len(features))
         )
         if not consistent:
-            raise ValueError("cache content does not match its key or its own sizes")
+            raise ValueError("cache content does not match its own sizes")
         return features
 
 
-def tokenize_examples(examples, tokenizer, max_seq_length: int) -> TaskFeatures:
-    """Batched fast tokenization of text pairs, truncated to ``max_seq_length``, without padding."""
-    input_ids, token_type_ids = [], []
-    for start in range(0, len(examples), TOKENIZE_CHUNK):
-        end = start + TOKENIZE_CHUNK
-        pair = examples.text_b[start:end] if examples.text_b is not None else None
-        encoded = tokenizer(
-            examples.text_a[start:end],
-            pair,
-            truncation=True,
-            max_length=max_seq_length,
-            padding=False,
-            return_token_type_ids=True,
-            return_attention_mask=False,
-        )
-        input_ids.extend(encoded["input_ids"])
-        token_type_ids.extend(encoded["token_type_ids"])
-    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
-    offsets = np.zeros(len(input_ids) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat_ids = np.fromiter((t for ids in input_ids for t in ids), dtype=np.int32, count=int(offsets[-1]))
-    flat_types = np.fromiter(
-        (t for ids in token_type_ids for t in ids), dtype=np.int8, count=int(offsets[-1])
-    )
-    labels = torch.tensor(examples.labels, dtype=torch.float32) if examples.labels is not None else None
-    return TaskFeatures(
-        task=examples.task,
-        split=examples.split,
-        input_ids=torch.from_numpy(flat_ids),
-        token_type_ids=torch.from_numpy(flat_types),
-        offsets=torch.from_numpy(offsets),
-        labels=labels,
-        ids=list(examples.ids),
-    )
+def tokenize_examples(examples: Examples, tokenizer, max_seq_length: int) -> TaskFeatures:
+    """Tokenized features of ``examples`` (``camtl.tokenization`` does it per task type)."""
+    return TaskFeatures(**tokenization.tokenize_examples(examples, tokenizer, max_seq_length))
 
 
 def _cache_key(
@@ -144,6 +123,7 @@ def _cache_key(
             "split": split,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "max_seq_length": max_seq_length,
+            "definition": TASKS[task].to_dict(),  # a task file's fields change the tokens too
             "max_examples": max_examples,
             "source_size": stat.st_size,
             "source_mtime_ns": stat.st_mtime_ns,
@@ -194,71 +174,43 @@ def load_features(
 
 
 class TaskDataset(Dataset):
-    """One task's split as a dataset of unpadded examples tagged with the model's task id."""
+    """One task's split as a dataset of unpadded examples tagged with the model's task id.
+
+    An item holds its sequence (``input_ids``, ``token_type_ids``, and for token classification
+    ``word_starts`` and ``token_labels``), or for multiple choice its ``choices``, each such a sequence;
+    and ``label``, ``task_id``, ``example_index``; masked-LM items are marked ``mlm``.
+    """
 
     def __init__(self, features: TaskFeatures, task_id: int):
         self.features = features
         self.task_id = task_id
+        self.kind = TASKS[features.task].type
 
     def __len__(self) -> int:
         return len(self.features)
 
+    def _sequence(self, j: int) -> dict:
+        f = self.features
+        tokens = slice(int(f.offsets[j]), int(f.offsets[j + 1]))
+        sequence = {"input_ids": f.input_ids[tokens], "token_type_ids": f.token_type_ids[tokens]}
+        if f.word_starts is not None:
+            sequence["word_starts"] = f.word_starts[tokens]
+        if f.token_labels is not None:
+            sequence["token_labels"] = f.token_labels[tokens]
+        return sequence
+
     def __getitem__(self, i: int) -> dict:
         f = self.features
-        start, end = int(f.offsets[i]), int(f.offsets[i + 1])
-        return {
-            "input_ids": f.input_ids[start:end],
-            "token_type_ids": f.token_type_ids[start:end],
+        item = {
             "label": float(f.labels[i]) if f.labels is not None else 0.0,
             "task_id": self.task_id,
             "example_index": i,
         }
-
-
-def sequence_lengths(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Real tokens per row (B,): a batch without an attention mask has no padding."""
-    if "attention_mask" in batch:
-        return batch["attention_mask"].sum(1)
-    rows, width = batch["input_ids"].shape
-    return torch.full((rows,), width, dtype=torch.long, device=batch["input_ids"].device)
-
-
-class MultiTaskCollator:
-    """Pads a list of examples to the longest one (or to ``pad_to``) and stacks the per-example fields.
-
-    ``pad_to_multiple_of`` rounds the padded length up (GPU kernels prefer a multiple of 8). A batch in
-    which no example is padded gets no ``attention_mask``: the backbone then runs attention without a
-    mask, and the collator knows this on the CPU, without asking the device.
-    """
-
-    def __init__(self, pad_token_id: int, pad_to: int | None = None, pad_to_multiple_of: int | None = None):
-        self.pad_token_id = pad_token_id
-        self.pad_to = pad_to
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def padded_length(self, longest: int) -> int:
-        if self.pad_to is not None:
-            return self.pad_to
-        multiple = self.pad_to_multiple_of or 1
-        return -(-longest // multiple) * multiple
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        lengths = [len(e["input_ids"]) for e in examples]
-        length = self.padded_length(max(lengths))
-        input_ids = torch.full((len(examples), length), self.pad_token_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(examples), length), dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
-        for row, example in enumerate(examples):
-            n = len(example["input_ids"])
-            input_ids[row, :n] = example["input_ids"]
-            token_type_ids[row, :n] = example["token_type_ids"]
-            attention_mask[row, :n] = 1
-        batch = {"input_ids": input_ids, "token_type_ids": token_type_ids}
-        if min(lengths) < length:
-            batch["attention_mask"] = attention_mask
-        return {
-            **batch,
-            "task_ids": torch.tensor([e["task_id"] for e in examples], dtype=torch.long),
-            "labels": torch.tensor([e["label"] for e in examples], dtype=torch.float32),
-            "example_index": torch.tensor([e["example_index"] for e in examples], dtype=torch.long),
-        }
+        sequences = [self._sequence(j) for j in f.sequences(i)]
+        if self.kind == "multiple_choice":
+            item["choices"] = sequences
+        else:
+            item.update(sequences[0])
+        if self.kind == "masked_lm":
+            item["mlm"] = True
+        return item

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
+from seqeval import metrics as seqeval_metrics
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from camtl.errors import UsageError
-from camtl.tasks import PRIMARY_METRIC, TASKS, canonical_task_name
+from camtl.tasks import TASKS, canonical_task_name
 
 
 def _is_constant(values: np.ndarray) -> bool:
@@ -39,65 +40,101 @@ def _matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
     return float(matthews_corrcoef(labels, predictions))
 
 
-def _class_indices(name: str, values: np.ndarray, num_labels: int) -> np.ndarray:
+def _class_indices(name: str, values: np.ndarray, num_labels: int, allow_unknown: bool = False) -> np.ndarray:
     indices = values.astype(np.int64)
-    if not np.array_equal(indices, values) or indices.min() < 0 or indices.max() >= num_labels:
+    lowest = -1 if allow_unknown else 0
+    if not np.array_equal(indices, values) or indices.min() < lowest or indices.max() >= num_labels:
         raise ValueError(
             f"{name} must be class indices in [0, {num_labels}), got values {np.unique(values)[:5]}"
         )
     return indices
 
 
-def compute_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The task's GLUE metrics plus ``score``, its primary metric, as plain floats.
+def compute_metrics(task: str, predictions, labels) -> dict[str, float]:
+    """The task's metrics plus ``score``, its primary metric, as plain floats.
 
-    ``predictions`` are class indices for classification tasks and float scores for STS-B.
+    ``predictions``: class or choice indices (-1: a class the predicting head does not have, always
+    wrong), regression scores, each example's tag ids word by word (token classification, ``labels`` the
+    gold tags), or a masked LM's totals (``labels`` None).
     """
     task = canonical_task_name(task)
     spec = TASKS[task]
-    if task not in PRIMARY_METRIC:
-        raise UsageError(
-            f"task '{task}' has no gold labels to score: predict it for a GLUE submission instead"
-        )
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if not spec.primary_metric:
+        raise UsageError(f"task '{task}' has no gold labels to score: predict it for a submission instead")
+    if spec.type == "masked_lm":
+        metrics = _masked_lm_metrics(predictions)
+    elif spec.type == "token_classification":
+        metrics = _entity_metrics(spec, predictions, labels)
+    else:
+        metrics = _sequence_metrics(spec, np.asarray(predictions), np.asarray(labels))
+    ordered = {name: metrics[name] for name in spec.metrics}
+    ordered["score"] = metrics[spec.primary_metric]
+    return ordered
+
+
+def _sequence_metrics(spec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     if predictions.ndim != 1 or predictions.shape != labels.shape or predictions.size == 0:
         raise ValueError(
-            f"{task}: predictions and labels must be non-empty 1-D arrays of one length,"
+            f"{spec.name}: predictions and labels must be non-empty 1-D arrays of one length,"
             f" got shapes {predictions.shape} and {labels.shape}"
         )
-
     metrics: dict[str, float] = {}
     if spec.is_regression:
         predictions, labels = predictions.astype(np.float64), labels.astype(np.float64)
         if not (np.isfinite(predictions).all() and np.isfinite(labels).all()):
-            raise ValueError(f"{task}: predictions or labels contain NaN or infinity")
+            raise ValueError(f"{spec.name}: predictions or labels contain NaN or infinity")
         metrics["pearson"] = _correlation(stats.pearsonr, predictions, labels)
         metrics["spearman"] = _correlation(stats.spearmanr, predictions, labels)
         metrics["corr"] = (metrics["pearson"] + metrics["spearman"]) / 2
-    else:
-        predictions = _class_indices(f"{task} predictions", predictions, spec.num_labels)
-        labels = _class_indices(f"{task} labels", labels, spec.num_labels)
-        metrics["accuracy"] = float(accuracy_score(labels, predictions))
-        if "f1" in spec.metrics:
-            metrics["f1"] = float(f1_score(labels, predictions, pos_label=1, zero_division=0))
-            metrics["acc_and_f1"] = (metrics["accuracy"] + metrics["f1"]) / 2
-        if "mcc" in spec.metrics:
-            metrics["mcc"] = _matthews(predictions, labels)
+        return metrics
+    predictions = _class_indices(f"{spec.name} predictions", predictions, spec.num_labels, allow_unknown=True)
+    labels = _class_indices(f"{spec.name} labels", labels, spec.num_labels)
+    metrics["accuracy"] = float(accuracy_score(labels, predictions))
+    if "f1" in spec.metrics:
+        metrics["f1"] = float(f1_score(labels, predictions, pos_label=1, zero_division=0))
+        metrics["acc_and_f1"] = (metrics["accuracy"] + metrics["f1"]) / 2
+    if "macro_f1" in spec.metrics:
+        classes = list(range(spec.num_labels))
+        metrics["macro_f1"] = float(
+            f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)
+        )
+    if "mcc" in spec.metrics:
+        metrics["mcc"] = _matthews(predictions, labels)
+    return metrics
 
-    ordered = {name: metrics[name] for name in spec.metrics}
-    ordered["score"] = metrics[PRIMARY_METRIC[task]]
-    return ordered
+
+def _entity_metrics(spec, predictions: list[list[int]], labels: list[list[int]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 of BIO tags (seqeval's CoNLL evaluation)."""
+    if len(predictions) != len(labels) or not labels:
+        raise ValueError(
+            f"{spec.name}: one tag list per sentence is needed, got {len(predictions)} for {len(labels)}"
+        )
+    names = spec.labels
+    predicted = [[names[t] for t in sentence] for sentence in predictions]
+    gold = [[names[t] for t in sentence] for sentence in labels]
+    return {
+        "entity_precision": float(seqeval_metrics.precision_score(gold, predicted, zero_division=0)),
+        "entity_recall": float(seqeval_metrics.recall_score(gold, predicted, zero_division=0)),
+        "entity_f1": float(seqeval_metrics.f1_score(gold, predicted, zero_division=0)),
+    }
+
+
+def _masked_lm_metrics(totals: dict) -> dict[str, float]:
+    masked = max(totals["masked"], 1)
+    return {"masked_accuracy": totals["correct"] / masked, "masked_loss": totals["loss_sum"] / masked}
 
 
 def _task_results(results: dict) -> dict[str, dict]:
-    """The entries of ``results`` that are scored GLUE tasks, in registry order."""
-    return {task: results[task] for task in PRIMARY_METRIC if isinstance(results.get(task), dict)}
+    """The entries of ``results`` that are scored tasks, in registry order."""
+    return {task: results[task] for task in TASKS if isinstance(results.get(task), dict)}
 
 
 def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
-    """Mean primary score over the tasks present; MNLI-m and MNLI-mm are two entries, as in the papers."""
+    """Mean primary score over the GLUE tasks present; MNLI-m and MNLI-mm count as two, as in the papers."""
     scores = [
-        metrics["score"] for task, metrics in _task_results(results).items() if include_wnli or task != "wnli"
+        metrics["score"]
+        for task, metrics in _task_results(results).items()
+        if TASKS[task].glue and (include_wnli or task != "wnli")
     ]
     if not scores:
         raise ValueError("no scored GLUE task in the results: nothing to average")
@@ -105,30 +142,47 @@ def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
 
 
 def summarize(results: dict[str, dict]) -> dict:
-    """The eval_results.json object: each task's metrics, then the GLUE averages."""
+    """The eval_results.json object: each task's metrics, then the averages.
+
+    ``glue_average`` over the GLUE tasks (without WNLI; a WNLI-only evaluation still gets one, to select
+    checkpoints by), and with other tasks ``average``, the mean score over every task evaluated."""
     summary: dict = dict(_task_results(results))
-    # A WNLI-only evaluation (a single-task WNLI model) still needs a number to select checkpoints by.
-    summary["glue_average"] = glue_average(summary, include_wnli=set(summary) == {"wnli"})
-    if "wnli" in summary:
-        summary["glue_average_with_wnli"] = glue_average(summary, include_wnli=True)
+    glue = [task for task in summary if TASKS[task].glue]
+    if glue:
+        summary["glue_average"] = glue_average(summary, include_wnli=set(glue) == {"wnli"})
+        if "wnli" in summary:
+            summary["glue_average_with_wnli"] = glue_average(summary, include_wnli=True)
+    if len(glue) < len(summary) - ("glue_average" in summary) - ("glue_average_with_wnli" in summary):
+        summary["average"] = float(np.mean([m["score"] for m in _task_results(summary).values()]))
     return summary
+
+
+AVERAGES = ("glue_average", "glue_average_with_wnli", "average")
+
+
+def selection_score(results: dict) -> float:
+    """The one number checkpoints are chosen by: the average over all tasks, or the GLUE average."""
+    return results["average"] if "average" in results else results["glue_average"]
 
 
 def format_results_table(results: dict) -> str:
     """A fixed-width table of ``results`` (per-task metrics, optionally with averages), scores x100."""
     rows = [("task", "metric", "score", "other metrics")]
     for task, metrics in _task_results(results).items():
-        primary = PRIMARY_METRIC[task]
+        primary = TASKS[task].primary_metric
         others = "  ".join(
             f"{name} {100 * value:.2f}" for name, value in metrics.items() if name not in ("score", primary)
         )
         rows.append((task, primary, f"{100 * metrics['score']:.2f}", others))
 
     averages = []
-    if any(task != "wnli" for task in _task_results(results)):
+    glue = [task for task in _task_results(results) if TASKS[task].glue]
+    if any(task != "wnli" for task in glue):
         averages.append(("GLUE average without WNLI", glue_average(results)))
-    if "wnli" in _task_results(results):
+    if "wnli" in glue:
         averages.append(("GLUE average with WNLI", glue_average(results, include_wnli=True)))
+    if "average" in results:
+        averages.append(("average over all tasks", results["average"]))
 
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     # Average rows span the task and metric columns; widen the metric column if their labels need it.

@@ -20,14 +20,21 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 from transformers import Trainer
 
+from camtl.collation import MultiTaskCollator, select_examples, sequence_lengths
 from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
-from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures, sequence_lengths
+from camtl.features import TaskDataset, TaskFeatures
+from camtl.metrics import AVERAGES, selection_score
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 
 logger = logging.getLogger(__name__)
 
 TOKEN_FIELDS = {"input_ids", "token_type_ids", "attention_mask"}
+
+
+def _one_sequence_each(batch: dict) -> bool:
+    """Sequence-level tasks only: a batch the CPU path can cut into length-sorted chunks."""
+    return not {"sequence_owner", "mlm_positions", "token_labels"} & batch.keys()
 
 
 def sampling_state_file(rank: int) -> str:
@@ -208,8 +215,8 @@ class CaMtlTrainer(Trainer):
         keep = select_most_uncertain(
             uncertainty, task_ids, len(heads.num_labels), self.task_sampler.selected_per_step
         )
-        selected = {key: value[keep] for key, value in pool.items()}
-        if selected["input_ids"].device.type == "cpu":
+        selected = select_examples(pool, keep)
+        if selected["input_ids"].device.type == "cpu" and _one_sequence_each(pool):
             longest = int(sequence_lengths(selected).max())
             for key in TOKEN_FIELDS & selected.keys():
                 selected[key] = selected[key][:, :longest]
@@ -221,10 +228,8 @@ class CaMtlTrainer(Trainer):
         was_training = scorer.training
         scorer.train(self.task_sampler.scoring_mode == "train")
         with torch.no_grad(), mixed_precision(self.args, pool["input_ids"].device):
-            if pool["input_ids"].device.type != "cpu":
-                output = scorer(
-                    **{key: pool[key] for key in TOKEN_FIELDS & pool.keys()}, task_ids=pool["task_ids"]
-                )
+            if pool["input_ids"].device.type != "cpu" or not _one_sequence_each(pool):
+                output = scorer(**{key: value for key, value in pool.items() if key != "labels"})
                 entropy, prediction = output.entropy, output.logits[:, 0]
             else:
                 entropy, prediction = self._score_in_chunks(scorer, pool)
@@ -268,7 +273,7 @@ class CaMtlTrainer(Trainer):
         )
         record = {"step": self.state.global_step, "results": results}
         self.evaluations.append(record)
-        metrics = {f"{metric_key_prefix}_glue_average": results["glue_average"]}
+        metrics = {f"{metric_key_prefix}_{key}": results[key] for key in AVERAGES if key in results}
         for task, values in results.items():
             if isinstance(values, dict):
                 metrics.update(
@@ -278,13 +283,16 @@ class CaMtlTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         if self.is_world_process_zero():
             logger.info(
-                "evaluation at step %d: GLUE average %.4f", self.state.global_step, results["glue_average"]
+                "evaluation at step %d: selection score %.4f",
+                self.state.global_step,
+                selection_score(results),
             )
         return metrics
 
     def best_evaluation(self) -> dict | None:
-        """The evaluation with the highest GLUE average (the one selection rule), earliest on ties."""
-        return max(self.evaluations, key=lambda e: e["results"]["glue_average"], default=None)
+        """The evaluation with the highest selection score (the one rule), earliest on ties: the average over
+        all tasks, which is the GLUE average (without WNLI) for GLUE tasks alone."""
+        return max(self.evaluations, key=lambda e: selection_score(e["results"]), default=None)
 
     def _save_checkpoint(self, model, trial):
         self.stop_if_diverged()  # never a checkpoint of diverged weights

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from camtl import features as features_module
+from camtl.collation import MultiTaskCollator, sequence_lengths
 from camtl.data import read_split
 from camtl.errors import UsageError
-from camtl.features import MultiTaskCollator, TaskDataset, load_features, sequence_lengths
+from camtl.features import TaskDataset, load_features
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -29,6 +29,7 @@ from camtl.model import (
     parameter_report,
 )
 from camtl.model.conditioning import ATTENTION_IMPLEMENTATION, conditional_sdpa
+from camtl.model.heads import HeadInputs, HeadOutputs
 from camtl.modules import (
     ConditionalAdapter,
     ConditionalAttentionBias,
@@ -219,7 +220,7 @@ def test_mixed_task_batch_equals_task_by_task(layout):
     inputs = batch()
     with torch.no_grad():
         mixed = model(**inputs)
-        mixed_losses = model.heads.loss(mixed.logits, inputs["labels"], inputs["task_ids"])
+        mixed_losses = mixed.example_losses
         for task in range(len(TASKS)):
             rows = (inputs["task_ids"] == task).nonzero().squeeze(1)
             alone = model(**{key: value[rows] for key, value in inputs.items()})
@@ -266,7 +267,7 @@ def test_entropy_is_normalised_per_task_and_zero_for_regression():
     logits = torch.tensor(
         [[0.0, 0.0, -math.inf], [0.0, 0.0, 0.0], [2.5, -math.inf, -math.inf], [20.0, -20.0, -math.inf]]
     )
-    entropy = model.heads.entropy(logits, task_ids)
+    entropy = model.heads.entropy(HeadOutputs(logits=logits), HeadInputs(*[None] * 2, task_ids, *[None] * 3))
     torch.testing.assert_close(entropy[0], torch.tensor(math.log(2) / (math.log(2) + 1e-5)))
     torch.testing.assert_close(entropy[1], torch.tensor(math.log(3) / (math.log(3) + 1e-5)))
     assert entropy[2] == 0 and entropy[3] < 1e-3

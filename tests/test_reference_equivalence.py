@@ -11,7 +11,6 @@ import torch
 from transformers import BertConfig
 
 from camtl.model import CaMtlConfig, CaMtlModel, load_model, parameter_report
-from camtl.model.heads import TaskHeads
 from camtl.sampling import select_most_uncertain, uncertainty_scores
 from tests.reference_oracle import build_reference, import_reference, to_reference_state
 
@@ -148,7 +147,7 @@ def test_the_default_loss_is_the_mean_of_task_means():
     batch = mixed_batch(100, 16, [16] * 5, [0, 0, 0, 0, 2], [1.0, 0.0, 1.0, 1.0, 2.0])
     with torch.no_grad():
         output = model(**batch)
-        per_example = model.heads.loss(output.logits, batch["labels"], batch["task_ids"])
+        per_example = output.example_losses
     task_mean = (per_example[:4].mean() + per_example[4]) / 2
     torch.testing.assert_close(output.loss, task_mean)
     model.config.loss_reduction = "example_mean"
@@ -235,11 +234,3 @@ def test_mt_uncertainty_selects_what_the_authors_code_selects(reference, tasks):
         keep = select_most_uncertain(entropy, pool["task_id"], len(tasks), b)
     ours = set(pool["sample_id"][keep].tolist())
     assert ours == authors_selection
-
-
-def test_heads_normalise_entropy_as_the_authors():
-    config = CaMtlConfig(layout="none", backbone=BertConfig(hidden_size=8).to_dict(), tasks=["mnli"])
-    heads = TaskHeads(config)
-    uniform = torch.zeros(1, 3)
-    expected = torch.log(torch.tensor(3.0)) / (torch.log(torch.tensor(3.0)) + 1e-5)
-    torch.testing.assert_close(heads.entropy(uniform, torch.tensor([0])), expected.view(1))

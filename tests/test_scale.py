@@ -106,8 +106,8 @@ def test_non_finite_loss_stops_the_run_naming_step_and_tasks(tiny_bert):
     from transformers import AutoTokenizer
 
     from camtl.arguments import CaMtlTrainingArguments
+    from camtl.collation import MultiTaskCollator
     from camtl.errors import TrainingDiverged
-    from camtl.features import MultiTaskCollator
     from camtl.model import load_model
     from camtl.training import CaMtlTrainer, TaskUsage
 

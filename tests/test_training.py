@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from camtl.arguments import CaMtlTrainingArguments
-from camtl.features import MultiTaskCollator, TaskDataset, load_features, sequence_lengths
+from camtl.collation import MultiTaskCollator, sequence_lengths
+from camtl.features import TaskDataset, load_features
 from camtl.model import load_model, load_tokenizer
 from camtl.sampling import build_sampler
 from camtl.training import CaMtlTrainer, TaskUsage

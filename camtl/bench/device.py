@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig
 
-from camtl.features import MultiTaskCollator
+from camtl.collation import MultiTaskCollator
 from camtl.model import CaMtlConfig, CaMtlModel
 from camtl.sampling import build_sampler
 from camtl.tasks import TRAINABLE_TASKS

@@ -27,10 +27,11 @@ import transformers
 from torch.utils.data import ConcatDataset
 from transformers import BertConfig, TrainingArguments
 
+from camtl.collation import MultiTaskCollator
 from camtl.data import SPLITS, split_path
 from camtl.errors import UsageError
 from camtl.evaluation import evaluate_tasks
-from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures, load_features
+from camtl.features import TaskDataset, TaskFeatures, load_features
 from camtl.model import CaMtlConfig, CaMtlModel, load_model, load_tokenizer
 from camtl.model.presets import bundled_encoder_path
 from camtl.sampling import build_sampler

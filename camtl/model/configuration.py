@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, PretrainedConfig
 
 from camtl.errors import UsageError
-from camtl.tasks import TASKS, TRAINABLE_TASKS, canonical_task_name
+from camtl.tasks import TASKS, TRAINABLE_TASKS, Task, canonical_task_name, register
 
 # Version of camtl's checkpoint layout: 2 wraps a stock Hugging Face backbone (the reference layouts);
 # checkpoints without it were written by camtl 0.1's hand-written encoder.
@@ -83,7 +83,7 @@ class CaMtlConfig(PretrainedConfig):
     backbone: dict | None = None
     backbone_name: str = ""
     tasks: list[str] | None = None
-    task_labels: dict[str, list[str]] | None = None
+    task_specs: dict[str, dict] | None = None  # each task's definition (camtl.tasks.Task.to_dict)
     max_seq_length: int = 128
     conditional_modules: list[str] | None = None
     attention_blocks: int | None = None
@@ -95,9 +95,10 @@ class CaMtlConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         self.backbone = dict(self.backbone or {"model_type": "bert"})
+        for spec in (self.task_specs or {}).values():
+            _register_saved(Task.from_dict(spec))
         self.tasks = [canonical_task_name(task) for task in (self.tasks or TRAINABLE_TASKS)]
-        if self.task_labels is None:
-            self.task_labels = {task: list(TASKS[task].labels) for task in self.tasks}
+        self.task_specs = {task: TASKS[task].to_dict() for task in self.tasks}
         self.conditional_modules = list(self.conditional_modules or CONDITIONAL_MODULES)
         self._check()
         super().__post_init__(**kwargs)
@@ -147,3 +148,15 @@ class CaMtlConfig(PretrainedConfig):
     def has_stream(self) -> bool:
         """The large layout's adapter stream (its adapters are the large layout's conditional adapters)."""
         return self.layout == "large" and "adapter" in self.conditional_modules
+
+
+def _register_saved(task: Task) -> None:
+    """A task from a checkpoint: registered when unknown; a known one must still have its type and labels."""
+    known = TASKS.get(task.name)
+    if known is None:
+        register(task)
+    elif (known.type, known.labels) != (task.type, task.labels):
+        raise UsageError(
+            f"the checkpoint's task '{task.name}' ({task.type}, labels {list(task.labels)}) is not this"
+            f" camtl's ({known.type}, labels {list(known.labels)}): rename the task in its task file"
+        )

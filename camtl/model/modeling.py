@@ -17,7 +17,7 @@ from camtl.errors import UsageError
 from camtl.model.conditioning import condition_backbone
 from camtl.model.configuration import CaMtlConfig
 from camtl.model.families import family_of
-from camtl.model.heads import TaskHeads, pool, reduce_loss
+from camtl.model.heads import HeadInputs, TaskHeads, pool, reduce_loss
 from camtl.modules import (
     ConditionalAttentionBias,
     ConditionalModule,
@@ -36,6 +36,9 @@ class CaMtlOutput(ModelOutput):
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     entropy: torch.Tensor | None = None
+    example_losses: torch.Tensor | None = None  # (B,) each example's loss, before the batch's reduction
+    token_logits: torch.Tensor | None = None  # (S, L, K) with token-classification tasks
+    mlm_logits: torch.Tensor | None = None  # (M, V) at the masked positions, with masked-LM tasks
 
 
 class CaMtlModel(PreTrainedModel):
@@ -68,7 +71,14 @@ class CaMtlModel(PreTrainedModel):
             if config.has_stream
             else None
         )
-        self.heads = TaskHeads(config)
+        backbone_config = self.backbone.config
+        self.heads = TaskHeads(
+            config,
+            vocab_size=backbone_config.vocab_size,
+            activation=getattr(backbone_config, "hidden_act", "gelu"),
+            eps=getattr(backbone_config, "layer_norm_eps", None)
+            or getattr(backbone_config, "norm_eps", 1e-12),
+        )
         self.post_init()
         self.init_conditional_modules()
 
@@ -152,13 +162,46 @@ class CaMtlModel(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         task_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        sequence_owner: torch.Tensor | None = None,
+        choice_sequences: torch.Tensor | None = None,
+        token_labels: torch.Tensor | None = None,
+        mlm_positions: torch.Tensor | None = None,
+        mlm_labels: torch.Tensor | None = None,
     ) -> CaMtlOutput:
+        """A mixed batch of B examples encoded as S sequences (S = B unless a multiple-choice example has
+        one sequence per choice): input_ids (S, L); task_ids and labels (B,); ``sequence_owner`` (S,) the
+        example of each sequence and ``choice_sequences`` (B, C') the sequence of each choice (-1 past an
+        example's last); ``token_labels`` (S, L) for token classification; ``mlm_positions`` (M,) flat
+        indices into S x L and ``mlm_labels`` (M,) for masked LM. The collator builds all of them."""
         if task_ids is None:
             raise ValueError("task_ids is required: one id per example, see model.task_index(name)")
-        _, pooled_output = self.encode(input_ids, attention_mask, token_type_ids, task_ids)
-        logits = self.heads(pooled_output, task_ids)
-        loss = None
+        rows = torch.arange(len(task_ids), device=task_ids.device)
+        sequence_owner = rows if sequence_owner is None else sequence_owner
+        sequence_task = task_ids[sequence_owner]  # (S,)
+        sequence, pooled = self.encode(input_ids, attention_mask, token_type_ids, sequence_task)
+        batch = HeadInputs(
+            pooled=pooled,
+            sequence=sequence,
+            task_ids=task_ids,
+            sequence_task=sequence_task,
+            sequence_owner=sequence_owner,
+            first_sequence=rows if choice_sequences is None else choice_sequences[:, 0],
+            choice_sequences=choice_sequences,
+            mlm_positions=mlm_positions,
+            word_embeddings=self.backbone.get_input_embeddings().weight
+            if self.heads.mlm is not None
+            else None,
+        )
+        outputs = self.heads(batch)
+        loss = per_example = None
         if labels is not None:
-            per_example = self.heads.loss(logits, labels, task_ids)
-            loss = reduce_loss(per_example, task_ids, len(self.config.tasks), self.config.loss_reduction)
-        return CaMtlOutput(loss=loss, logits=logits, entropy=self.heads.entropy(logits, task_ids))
+            per_example = self.heads.loss(outputs, batch, labels, token_labels, mlm_labels)
+            loss = reduce_loss(per_example, task_ids, self.heads.loss_weight, self.config.loss_reduction)
+        return CaMtlOutput(
+            loss=loss,
+            example_losses=per_example,
+            logits=outputs.logits,
+            entropy=self.heads.entropy(outputs, batch, token_labels),
+            token_logits=outputs.token_logits,
+            mlm_logits=outputs.mlm_logits,
+        )

@@ -1,0 +1,234 @@
+"""Reading the non-GLUE formats (jsonl, csv/tsv, conll, text, saved Hugging Face datasets) into Examples.
+
+GLUE's own files are read by ``camtl.data``; this module reads every other ``SplitFormat``. Fields are
+keys (dotted paths reach into nested objects and lists: ``question.choices.text``) or templates
+(``"{word}: {sentence1}"``). As for GLUE, a malformed training row is skipped and counted, a malformed
+dev or test row is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from camtl.errors import UsageError
+from camtl.examples import Examples
+from camtl.tasks import Task
+from camtl.tasks.spec import SplitFormat
+
+logger = logging.getLogger(__name__)
+
+_TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+
+
+class RowError(ValueError):
+    """A row that cannot be used: the message says why (it becomes ``file:line message``)."""
+
+
+def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]:
+    """(line number, record) of a jsonl, csv, tsv or saved-dataset split; a bad line is its RowError."""
+    if fmt.format == "dataset":
+        yield from _dataset_records(path)
+    elif fmt.format == "jsonl":
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield number, RowError("is not valid UTF-8")
+                continue
+            except json.JSONDecodeError as error:
+                yield number, RowError(f"is not valid JSON ({error.msg})")
+                continue
+            yield number, record if isinstance(record, dict) else RowError("is not a JSON object")
+    else:
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise UsageError(f"{path} is not valid UTF-8 ({error.reason}): save the file as UTF-8") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt.format == "tsv" else ",")
+        for record in reader:
+            if None in record or any(value is None for value in record.values()):
+                yield (
+                    reader.line_num,
+                    RowError(f"does not have the header's {len(reader.fieldnames)} columns"),
+                )
+            else:
+                yield reader.line_num, record
+
+
+def _dataset_records(path: Path) -> Iterator[tuple[int, dict]]:
+    import datasets  # the saved-dataset format is the datasets library's; loaded only where used
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception as error:  # the library raises several types for a directory it cannot read
+        raise UsageError(
+            f"{path} is not a saved Hugging Face dataset ({error}): save it with save_to_disk"
+        ) from None
+    if isinstance(dataset, datasets.DatasetDict):
+        raise UsageError(
+            f"{path} holds several splits ({', '.join(dataset)}): point each split at one of them"
+        )
+    yield from enumerate(dataset, start=1)
+
+
+def field_value(record: dict, spec: str):
+    """A field of a record: a dotted path (through lists: every element's value) or a {template}."""
+    if "{" in spec:
+        try:
+            return _TEMPLATE_FIELD.sub(lambda match: _text(_lookup(record, match.group(1))), spec)
+        except KeyError as error:
+            raise RowError(f"has no field {error.args[0]!r}") from None
+    try:
+        return _lookup(record, spec)
+    except KeyError as error:
+        raise RowError(f"has no field {error.args[0]!r}") from None
+
+
+def _lookup(value, path: str):
+    for key in path.split("."):
+        if isinstance(value, list):
+            value = [item[key] for item in value]
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            raise KeyError(path)
+    return value
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def label_index(task: Task, raw) -> float:
+    """The label as the task's class index (or the regression score); a RowError when it is not one."""
+    if task.type == "regression":
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise RowError(f"has label {raw!r}, expected a number") from None
+        low, high = task.label_range or (float("-inf"), float("inf"))
+        if not low <= value <= high:
+            raise RowError(f"has label {raw!r}, expected a number in {low}..{high}")
+        return value
+    name = _text(raw).strip()
+    if (
+        name not in task.labels
+        and task.label_names is not None
+        and name.isdigit()
+        and int(name) < len(task.label_names)
+    ):
+        name = task.label_names[int(name)]
+    if name not in task.labels:
+        raise RowError(f"has label {raw!r}, expected one of {list(task.labels)}")
+    return float(task.labels.index(name))
+
+
+def conll_sentences(path: Path) -> Iterator[tuple[int, list[str], list[str]] | tuple[int, RowError]]:
+    """(first line number, tokens, tags) per sentence of a ``token<TAB>tag`` file, blank lines between."""
+    try:
+        lines = path.read_bytes().decode("utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path} is not valid UTF-8 ({error.reason}): save the file as UTF-8") from None
+    tokens, tags, start, problem = [], [], 1, None
+    for number, line in enumerate([*lines, ""], start=1):
+        if not line.strip():
+            if problem:
+                yield start, problem
+            elif tokens:
+                yield start, tokens, tags
+            tokens, tags, start, problem = [], [], number + 1, None
+            continue
+        cells = line.rstrip("\r").split("\t")
+        if len(cells) < 2 or not cells[0]:
+            problem = problem or RowError(f"(line {number}) is not token<TAB>tag")
+        else:
+            tokens.append(cells[0])
+            tags.append(cells[-1].strip())
+
+
+def read_examples(path: Path, task: Task, split: str, max_examples: int | None = None) -> Examples:
+    """One non-GLUE split of ``task`` as Examples (texts, choices or tokens, labels, ids)."""
+    fmt = task.split(split)
+    needs_label = split != "test" and fmt.label is not None
+    examples = Examples(task=task.name, split=split, text_a=[], text_b=[] if fmt.text_b else None,
+                        labels=[] if needs_label else None, ids=[])  # fmt: skip
+    if task.type == "multiple_choice":
+        examples.choices = []
+    for number, row in _rows(path, fmt):
+        if max_examples is not None and len(examples) >= max_examples:
+            break
+        try:
+            if isinstance(row, RowError):
+                raise row
+            _add(examples, task, fmt, row, needs_label, number)
+        except RowError as problem:
+            if split == "train":
+                examples.skipped += 1
+                continue
+            raise UsageError(f"{path}:{number} {problem}: fix the file or the task's fields") from None
+    if examples.skipped:
+        logger.warning("%s: skipped %d malformed training rows", path, examples.skipped)
+    if split != "train" and not len(examples):
+        raise UsageError(f"{path} has no rows: fix or re-download it")
+    return examples
+
+
+def _rows(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]:
+    if fmt.format == "conll":
+        for number, *sentence in conll_sentences(path):
+            yield number, sentence[0] if len(sentence) == 1 else {"tokens": sentence[0], "tags": sentence[1]}
+    elif fmt.format == "text":
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield number, {"text": line.strip()}
+    else:
+        yield from records(path, fmt)
+
+
+def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, needs_label: bool, number: int) -> None:
+    """Append one row; every field is read before anything is appended."""
+    if task.type == "token_classification":
+        tokens = list(field_value(row, fmt.text_a))
+        tags = field_value(row, fmt.label) if needs_label else None
+        if needs_label:
+            unknown = sorted(set(tags) - set(task.labels))
+            if unknown:
+                raise RowError(f"has tag {unknown[0]!r}, expected one of {list(task.labels)}")
+            examples.labels.append([task.labels.index(tag) for tag in tags])
+        examples.text_a.append(tokens)
+        examples.ids.append(str(number))
+        return
+    text_a = _text(field_value(row, fmt.text_a))
+    text_b = _text(field_value(row, fmt.text_b)) if fmt.text_b else None
+    choices = _choices(row, fmt) if task.type == "multiple_choice" else None
+    label = label_index(task, field_value(row, fmt.label)) if needs_label else None
+    if choices is not None and label is not None and label >= len(choices):
+        raise RowError(f"has answer {task.labels[int(label)]!r} but {len(choices)} choices")
+    examples.text_a.append(text_a)
+    if text_b is not None:
+        examples.text_b.append(text_b)
+    if choices is not None:
+        examples.choices.append(choices)
+    if label is not None:
+        examples.labels.append(label)
+    examples.ids.append(_text(field_value(row, fmt.index)) if fmt.index else str(number))
+
+
+def _choices(row: dict, fmt: SplitFormat) -> list[str]:
+    if isinstance(fmt.choices, str):
+        values = field_value(row, fmt.choices)
+        if not isinstance(values, list) or not values:
+            raise RowError(f"has no list of choices in {fmt.choices!r}")
+        return [_text(value) for value in values]
+    return [_text(field_value(row, name)) for name in fmt.choices]
