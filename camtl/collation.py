@@ -31,6 +31,13 @@ class Masking:
         return cls(tokenizer.mask_token_id, len(tokenizer))
 
 
+def model_inputs(batch: dict[str, torch.Tensor], labels: bool = True) -> dict[str, torch.Tensor]:
+    """The batch's keys that ``CaMtlModel.forward`` takes: not the bookkeeping ones (example indices, the
+    words' first sub-tokens that prediction reads), and without the labels when ``labels`` is False."""
+    dropped = {"example_index", "word_starts"} | (set() if labels else {"labels"})
+    return {key: value for key, value in batch.items() if key not in dropped}
+
+
 def sequence_lengths(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Real tokens per sequence (S,): a batch without an attention mask has no padding."""
     if "attention_mask" in batch:

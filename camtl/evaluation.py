@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from camtl.collation import MultiTaskCollator
+from camtl.collation import MultiTaskCollator, model_inputs
 from camtl.features import TaskDataset, TaskFeatures
 from camtl.metrics import compute_metrics, summarize
 from camtl.tasks import TASKS
@@ -34,8 +34,7 @@ def _batches(model, features: TaskFeatures, collator: MultiTaskCollator, batch_s
                 rows = order[start : start + batch_size]
                 batch = collator([dataset[int(i)] for i in rows])
                 batch = {key: value.to(device) for key, value in batch.items() if key != "example_index"}
-                inputs = {key: value for key, value in batch.items() if key != "labels"}
-                yield rows, batch, model(**inputs)
+                yield rows, batch, model(**model_inputs(batch, labels=False))
     finally:
         model.train(was_training)
 

@@ -119,15 +119,13 @@ def _token_classification(examples: Examples, tokenizer, max_seq_length: int) ->
 
 
 def _masked_lm(examples: Examples, tokenizer, max_seq_length: int) -> dict:
-    body = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
+    ends = [[t] if t is not None else [] for t in (tokenizer.cls_token_id, tokenizer.sep_token_id)]
+    body = max_seq_length - len(ends[0]) - len(ends[1])
     tokens = []
     for start in range(0, len(examples), TOKENIZE_CHUNK):
         encoded = tokenizer(examples.text_a[start : start + TOKENIZE_CHUNK], add_special_tokens=False)
         tokens.extend(token for ids in encoded["input_ids"] for token in ids)
-    blocks = [
-        tokenizer.build_inputs_with_special_tokens(tokens[i : i + body]) for i in range(0, len(tokens), body)
-    ]
+    blocks = [ends[0] + tokens[i : i + body] + ends[1] for i in range(0, len(tokens), body)]
     blocked = Examples(task=examples.task, split=examples.split, text_a=[], text_b=None, labels=None,
                        ids=[str(i) for i in range(len(blocks))])  # fmt: skip
-    labels = torch.zeros(len(blocks))
-    return _features(blocked, blocks, [[0] * len(block) for block in blocks], labels)
+    return _features(blocked, blocks, [[0] * len(block) for block in blocks], torch.zeros(len(blocks)))

@@ -174,6 +174,7 @@ class CaMtlTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         example_index = inputs.pop("example_index")
+        inputs.pop("word_starts", None)  # read by prediction only
         if self.task_sampler is not None and self.task_sampler.scores_candidates:
             inputs, example_index = self.select_uncertain_candidates(model, inputs, example_index)
         self.usage.record(inputs["task_ids"], example_index)

@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 SHARED_GLUE = REPO.parent / "shared" / "glue"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -20,6 +21,16 @@ def shared_glue() -> Path:
             pytest.fail(f"CI=true but {SHARED_GLUE} is missing")
         pytest.skip(f"{SHARED_GLUE} not present on this machine")
     return SHARED_GLUE
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The data beyond GLUE beside the checkout (CommonsenseQA, SuperGLUE, ...); CI has it too."""
+    if not SHARED_DATA.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {SHARED_DATA} is missing")
+        pytest.skip(f"{SHARED_DATA} not present on this machine")
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")

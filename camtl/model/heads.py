@@ -144,29 +144,29 @@ class TaskHeads(nn.Module):
 
     def tables(self) -> dict[str, torch.Tensor]:
         """Per-task lookup tables, indexed by task id (rebuilt from the config, never saved)."""
-        num_labels = torch.tensor(self.num_labels)
-        widest = max(self.num_labels)
-        classes = torch.arange(widest)
-        offsets = torch.tensor(self.sequence_offsets)
-        token_offsets = torch.tensor(self.token_offsets)
-        types = torch.tensor([TYPE_CODES[kind] for kind in self.types])
+        kinds = self.types
+        classes = torch.tensor(
+            [n if k == "classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)]
+        )
+        tags = torch.tensor(
+            [n if k == "token_classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)]
+        )
+        class_index, tag_index = torch.arange(int(classes.max())), torch.arange(int(tags.max()))
+        types = torch.tensor([TYPE_CODES[kind] for kind in kinds])
         return {
             "type_code": types,
             # padded classes point at the task's last column and are masked to -inf afterwards
-            "columns": offsets[:, None] + torch.minimum(classes[None, :], num_labels[:, None] - 1),
-            "valid_classes": classes[None, :] < num_labels[:, None],
-            "token_columns": token_offsets[:, None]
-            + torch.minimum(classes[None, :], num_labels[:, None] - 1),
+            "columns": torch.tensor(self.sequence_offsets)[:, None]
+            + torch.minimum(class_index, classes[:, None] - 1),
+            "valid_classes": class_index[None, :] < classes[:, None],
+            "token_columns": torch.tensor(self.token_offsets)[:, None]
+            + torch.minimum(tag_index, tags[:, None] - 1),
+            "valid_tags": tag_index[None, :] < tags[:, None],
+            "tag_count": tags,
             "is_regression": types == TYPE_CODES["regression"],
-            "num_label_table": num_labels,
             "label_range": torch.tensor(self.label_ranges),  # (T, 2): regression targets' low and high
             "loss_weight": torch.tensor(self.loss_weights),
         }
-
-    @property
-    def sequence_level_only(self) -> bool:
-        """GLUE-like task sets: one sequence per example, one logit row per example (the authors' path)."""
-        return all(kind in ("classification", "regression") for kind in self.types)
 
     def forward(self, batch: HeadInputs) -> HeadOutputs:
         """Logits of every example's task (B, C); token logits (S, L, K); MLM logits (M, V)."""
@@ -177,7 +177,7 @@ class TaskHeads(nn.Module):
                 token_logits = self.token_classifier(states)  # (S, L, all tag columns)
                 columns = self.token_columns[batch.sequence_task]  # (S, K)
                 index = columns[:, None, :].expand(-1, token_logits.shape[1], -1)
-                valid = self.valid_classes[batch.sequence_task][:, None, :]  # a task's tags, not the widest
+                valid = self.valid_tags[batch.sequence_task][:, None, :]  # a task's tags, not the widest
                 outputs.token_logits = token_logits.gather(2, index).masked_fill(~valid, float("-inf"))
             if self.mlm is not None and batch.mlm_positions is not None:
                 states = batch.sequence.float().flatten(0, 1)[batch.mlm_positions]  # (M, d)
@@ -249,7 +249,7 @@ class TaskHeads(nn.Module):
         kinds = self.type_code[task_ids]
         if outputs.token_logits is not None and token_labels is not None:
             token_logits = outputs.token_logits.detach()
-            per_token = _normalised_entropy(token_logits, self.num_label_table[batch.sequence_task][:, None])
+            per_token = _normalised_entropy(token_logits, self.tag_count[batch.sequence_task][:, None])
             token_entropy = _mean_per_example(per_token, token_labels != IGNORE, batch)
             entropy = torch.where(kinds == TYPE_CODES["token_classification"], token_entropy, entropy)
         if outputs.mlm_logits is not None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedTokenizerBase,
+)
 from transformers import logging as hf_logging
 
 from camtl.errors import UsageError
@@ -51,22 +58,25 @@ def usable_positions(config: PretrainedConfig) -> int:
     return positions
 
 
+def _pretrained(auto_class, location: str, **kwargs):
+    """``auto_class.from_pretrained`` in fp32 with its loading info, without the load report and progress
+    bar: pretraining checkpoints list their other heads as unexpected, and only missing keys matter."""
+    verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return auto_class.from_pretrained(location, dtype=torch.float32, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if progress_bar:
+            hf_logging.enable_progress_bar()
+
+
 def _load_backbone(location: str, local: bool) -> torch.nn.Module:
     """The stock AutoModel of a backbone with its pretrained weights (family checked before any weight)."""
 
     def load(**kwargs):
-        # Pretraining checkpoints report their heads as unexpected: only missing keys matter (logged below).
-        verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            return AutoModel.from_pretrained(
-                location, dtype=torch.float32, output_loading_info=True, **kwargs
-            )
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if progress_bar:
-                hf_logging.enable_progress_bar()
+        return _pretrained(AutoModel, location, **kwargs)
 
     if local:
         family_of(_read_config(Path(location)).get("model_type"))
@@ -99,6 +109,41 @@ def _load_pretrained_weights(model: CaMtlModel, pretrained: torch.nn.Module) -> 
     unexplained = sorted(k for k in missing if not k.startswith(fresh) and k not in conditional)
     if unexplained:
         logger.warning("backbone tensors not in the pretrained weights: %s", ", ".join(unexplained))
+
+
+# The MLM head's tensors in the masked-LM models of BERT-like and RoBERTa-like checkpoints.
+_MLM_HEADS = {
+    "cls.predictions.transform.dense.": "dense.",
+    "cls.predictions.transform.LayerNorm.": "LayerNorm.",
+    "cls.predictions.bias": "bias",
+    "lm_head.dense.": "dense.",
+    "lm_head.layer_norm.": "LayerNorm.",
+    "lm_head.bias": "bias",
+}
+
+
+def _load_pretrained_mlm_head(model: CaMtlModel, location: str, local: bool) -> None:
+    """The checkpoint's own MLM head when it has one (BERT's ``cls.predictions``, RoBERTa's ``lm_head``);
+    otherwise the fresh head stays, tied to the input embeddings like any of them."""
+
+    def load(**kwargs):
+        return _pretrained(AutoModelForMaskedLM, location, **kwargs)
+
+    try:
+        mlm_model, info = load() if local else from_hub(load, location)
+    except (OSError, ValueError):
+        mlm_model, info = None, {}
+    missing = set(info.get("missing_keys", ()))
+    state = {}
+    for key, value in mlm_model.state_dict().items() if mlm_model is not None else ():
+        for prefix, target in _MLM_HEADS.items():
+            if key.startswith(prefix) and key not in missing:
+                state[target + key.removeprefix(prefix)] = value
+    if len(state) == 5:  # dense weight and bias, norm weight and bias, the output bias
+        model.heads.mlm.load_state_dict(state)
+        logger.info("masked LM: the checkpoint's MLM head")
+    else:
+        logger.info("masked LM: %s has no MLM head, a fresh one tied to the input embeddings", location)
 
 
 def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_length, options) -> None:
@@ -205,6 +250,8 @@ def load_model(
     )
     model = CaMtlModel(config)
     _load_pretrained_weights(model, pretrained)
+    if model.heads.mlm is not None:
+        _load_pretrained_mlm_head(model, location, local=path.is_dir())
     logger.info("loaded the %s backbone %s (layout %s)", model.family.name, model_name_or_path, config.layout)
     return model
 
