@@ -1,0 +1,31 @@
+"""Where each task's files are: one or more data folders (``--data_dir glue data``), each task in the one
+that holds its folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from camtl.errors import UsageError
+from camtl.tasks import TASKS
+
+
+def task_data_dir(task: str, data_dirs: list[str | Path]) -> Path:
+    """The data folder of ``task``: the one that holds its folder (a task file's tasks name their files).
+
+    With one data folder it is that folder, whatever it holds (a missing split is reported by the reader,
+    naming the file); with several, no match or more than one is an error naming the folders."""
+    dirs = [Path(d) for d in data_dirs]
+    folder = TASKS[task].folder
+    if len(dirs) == 1 or not folder:
+        return dirs[0]
+    holding = [d for d in dirs if (d / folder).is_dir()]
+    if not holding:
+        searched = " ".join(str(d) for d in dirs)
+        raise UsageError(
+            f"task '{task}': no --data_dir holds its folder {folder} (searched {searched}):"
+            " add the data folder that does"
+        )
+    if len(holding) > 1:
+        found = " and ".join(str(d) for d in holding)
+        raise UsageError(f"task '{task}': both {found} hold {folder}: keep one of them in --data_dir")
+    return holding[0]
