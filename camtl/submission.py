@@ -1,7 +1,8 @@
-"""GLUE test-set submission files: one ``index<TAB>prediction`` TSV per task, zipped for gluebenchmark.com."""
+"""Test-set prediction files: GLUE leaderboard TSVs zipped for gluebenchmark.com, a jsonl per other task."""
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import os
@@ -99,3 +100,32 @@ def write_submission(predictions: dict[str, tuple[list[str], np.ndarray]], outpu
         for name in contents:
             archive.write(output_dir / name, arcname=name)
     return zip_path
+
+
+def prediction_record(task: str, value) -> object:
+    """One prediction of a task without a GLUE file, as its label names: a class or choice name, a score,
+    or the tags of a sentence's words."""
+    spec = TASKS[canonical_task_name(task)]
+    if spec.type == "token_classification":
+        return [spec.labels[int(tag)] for tag in value]
+    if spec.is_regression:
+        return float(value)
+    return spec.labels[operator.index(value)] if value >= 0 else None
+
+
+def write_predictions(predictions: dict[str, tuple[list[str], object]], output_dir: str | Path) -> list[Path]:
+    """``<output_dir>/predictions/<task>.jsonl`` per task: one ``{"id": ..., "prediction": ...}`` per row."""
+    folder = Path(output_dir) / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, (ids, values) in predictions.items():
+        values = values.tolist() if isinstance(values, np.ndarray) else values
+        lines = [
+            json.dumps({"id": row_id, "prediction": prediction_record(task, value)})
+            for row_id, value in zip(ids, values, strict=True)
+        ]
+        path = folder / f"{canonical_task_name(task)}.jsonl"
+        with _atomic_path(path) as temporary:
+            temporary.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")
+        written.append(path)
+    return written
