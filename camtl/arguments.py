@@ -70,12 +70,32 @@ class ModelArguments:
         default=None,
         metadata={"help": "task_mean (default: mean of each task's mean loss, the authors') or example_mean"},
     )
+    task_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Weights of the tasks' losses, e.g. sst-2=1 wikitext2-mlm=0.5 (default 1)",
+            "nargs": "+",
+        },
+    )
 
     def model_options(self) -> dict:
         """The CaMtlConfig options set on the command line (unset ones keep the config's defaults)."""
         names = ("pooling", "conditional_modules", "attention_blocks", "attention_film", "adapter_activation",
                  "stream_residual", "loss_reduction")  # fmt: skip
-        return {name: getattr(self, name) for name in names if getattr(self, name) not in (None, False)}
+        options = {name: getattr(self, name) for name in names if getattr(self, name) not in (None, False)}
+        if self.task_weights:
+            options["task_weights"] = dict(_task_weight(spec) for spec in self.task_weights)
+        return options
+
+
+def _task_weight(spec: str) -> tuple[str, float]:
+    task, _, weight = spec.partition("=")
+    try:
+        return task.strip(), float(weight)
+    except ValueError:
+        raise UsageError(
+            f"--task_weights {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5"
+        ) from None
 
 
 @dataclass

@@ -92,6 +92,7 @@ class CaMtlConfig(PretrainedConfig):
     stream_residual: bool = False
     pooling: str = "cls"
     loss_reduction: str = "task_mean"
+    task_weights: dict[str, float] | None = None  # task -> weight of its loss (default: the task's, 1)
 
     def __post_init__(self, **kwargs):
         self.backbone = dict(self.backbone or {"model_type": "bert"})
@@ -99,6 +100,16 @@ class CaMtlConfig(PretrainedConfig):
             _register_saved(Task.from_dict(spec))
         self.tasks = [canonical_task_name(task) for task in (self.tasks or TRAINABLE_TASKS)]
         self.task_specs = {task: TASKS[task].to_dict() for task in self.tasks}
+        weights = {canonical_task_name(task): float(w) for task, w in (self.task_weights or {}).items()}
+        for task, weight in weights.items():
+            if task not in self.tasks:
+                raise UsageError(
+                    f"--task_weights names {task}, which is not one of the tasks ({', '.join(self.tasks)}):"
+                    " drop it or add the task to --tasks"
+                )
+            if not weight >= 0:
+                raise UsageError(f"--task_weights {task}={weight}: a weight must be a number >= 0")
+        self.task_weights = weights or None
         self.conditional_modules = list(self.conditional_modules or CONDITIONAL_MODULES)
         self._check()
         super().__post_init__(**kwargs)

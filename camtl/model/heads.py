@@ -113,7 +113,11 @@ class TaskHeads(nn.Module):
         self.types = [spec["type"] for spec in specs]
         self.num_labels = [len(spec["labels"]) or 1 for spec in specs]
         self.label_ranges = [tuple(spec.get("label_range") or (0.0, 1.0)) for spec in specs]
-        self.loss_weights = [float(spec.get("loss_weight", 1.0)) for spec in specs]
+        weights = config.task_weights or {}
+        self.loss_weights = [
+            weights.get(task, float(spec.get("loss_weight", 1.0)))
+            for task, spec in zip(config.tasks, specs, strict=True)
+        ]
         heads = [spec.get("head") or task for spec, task in zip(specs, config.tasks, strict=True)]
         width = [
             1 if kind == "multiple_choice" else n for kind, n in zip(self.types, self.num_labels, strict=True)
