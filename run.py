@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
-from transformers.trainer_utils import get_last_checkpoint
 
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+from camtl.checkpoints import begin_run, check_explicit, choose_latest
+from camtl.config_file import config_file_to_flags
 from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
-from camtl.features import MultiTaskCollator, load_features
+from camtl.features import MultiTaskCollator, default_cache_dir, load_features
+from camtl.filesystem import check_writable, redirect_outputs, results_dir, writing_results
 from camtl.metrics import format_results_table
 from camtl.model import (
     encoder_layer_count,
@@ -32,12 +33,16 @@ from camtl.model import (
     parameter_report,
     parse_layer_range,
 )
+from camtl.run_settings import check_resume_settings, run_settings
 from camtl.sampling import build_sampler
+from camtl.signals import GracefulStop
 from camtl.submission import write_submission
 from camtl.tasks import TASKS, evaluation_tasks, prediction_tasks, resolve_tasks
 from camtl.training import CaMtlTrainer
 
 logger = logging.getLogger("camtl")
+
+DEFAULT_MAX_SEQ_LENGTH = 128
 
 
 class ArgumentParser(HfArgumentParser):
@@ -47,30 +52,15 @@ class ArgumentParser(HfArgumentParser):
         raise UsageError(f"{message} (see python run.py --help)")
 
 
-def config_file_to_flags(path: Path) -> list[str]:
-    """A JSON config {flag: value} as command-line flags, so it gets the same parsing and checks."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read the config file {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"the config file {path} must hold one JSON object of flag names to values")
-    flags = []
-    for key, value in config.items():
-        if value is not None:
-            flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
-    return flags
-
-
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaMtlTrainingArguments]:
-    if argv and argv[0].endswith(".json"):
-        if len(argv) > 1:
-            raise UsageError(
-                f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
-                " on the command line"
-            )
-        argv = config_file_to_flags(Path(argv[0]))
+    if argv and argv[0].endswith(".json") and len(argv) > 1:
+        raise UsageError(
+            f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
+            " on the command line"
+        )
     parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
+    if argv and argv[0].endswith(".json"):
+        argv = config_file_to_flags(Path(argv[0]), parser)
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks
@@ -80,35 +70,29 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaM
     return tuple(parsed)
 
 
-def checkpoint_tasks(model_name_or_path: str) -> list[str] | None:
-    """The tasks a camtl checkpoint was trained on (the default --tasks when predicting from it)."""
+def saved_model_config(model_name_or_path: str) -> dict:
+    """The config of a camtl checkpoint (its tasks and max_seq_length are the defaults when predicting from
+    it); empty for anything else."""
     config_file = Path(model_name_or_path) / "config.json"
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError):
-        return None  # not a readable checkpoint: load_model says why
-    return config.get("tasks") if config.get("model_type") == "camtl" else None
+        return {}  # not a readable checkpoint: load_model says why
+    return config if isinstance(config, dict) and config.get("model_type") == "camtl" else {}
 
 
-def resolve_resume(args: CaMtlTrainingArguments) -> str | None:
-    """The checkpoint to resume from: an explicit directory, or ``latest`` in --output_dir."""
+def resolve_resume(model_args, data_args, args: CaMtlTrainingArguments, settings: dict) -> Path | None:
+    """The checkpoint to resume from (the newest complete one of this run for ``latest``), checked to be
+    complete and to have been trained with this run's settings."""
     resume = args.resume_from_checkpoint
     if resume is None:
         return None
     if resume.lower() in ("latest", "true"):
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-        if last is None:
-            raise UsageError(
-                f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir}:"
-                " drop the flag to start afresh, or pass the --output_dir of the interrupted run"
-            )
-        return last
-    if not (Path(resume) / "trainer_state.json").is_file():
-        raise UsageError(
-            f"--resume_from_checkpoint {resume} is not a training checkpoint (no trainer_state.json):"
-            " pass a checkpoint-N folder of an earlier run, or latest"
-        )
-    return resume
+        checkpoint = choose_latest(Path(args.output_dir), args.world_size)
+    else:
+        checkpoint = check_explicit(Path(resume), args.world_size)
+    check_resume_settings(checkpoint, model_args, data_args, args, settings)
+    return checkpoint
 
 
 def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, tasks: list[str]) -> None:
@@ -133,7 +117,7 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, tas
                 read_split(data_dir, task, "test", data_args.max_predict_samples)
 
 
-def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
+def check_inputs(model_args, data_args, args, tasks: list[str], settings: dict) -> Path | None:
     """Everything that can be checked without loading the model or tokenizing the data."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
@@ -160,13 +144,9 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
         raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
     if not any(data_dir.iterdir()):
         raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
-    for flag, directory in (
-        ("--output_dir", args.output_dir),
-        ("--features_cache_dir", data_args.features_cache_dir),
-    ):
-        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
-            raise UsageError(f"{flag} {directory} is a file: choose a directory")
-    resume = resolve_resume(args) if args.do_train else None
+    check_writable("--output_dir", Path(args.output_dir))
+    check_writable("--features_cache_dir", Path(data_args.features_cache_dir or default_cache_dir()))
+    resume = resolve_resume(model_args, data_args, args, settings) if args.do_train else None
     output_dir = Path(args.output_dir)
     if (
         args.do_train
@@ -188,6 +168,7 @@ def main_process(args: CaMtlTrainingArguments) -> bool:
 
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> CaMtlTrainer:
+    stop = GracefulStop().install()  # SIGINT and SIGTERM end the run with one line
     model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -195,12 +176,57 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     )
     hf_logging.set_verbosity_warning()
 
-    saved_tasks = checkpoint_tasks(model_args.model_name_or_path)
-    tasks = resolve_tasks(data_args.tasks) if data_args.tasks or not saved_tasks else saved_tasks
+    saved = saved_model_config(model_args.model_name_or_path)
+    tasks = resolve_tasks(data_args.tasks) if data_args.tasks or not saved.get("tasks") else saved["tasks"]
+    if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
+        data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)
     sampler_name = data_args.resolve_sampler()
-    resume = check_inputs(model_args, data_args, args, tasks)
+    settings = run_settings(model_args, data_args, args, tasks, sampler_name)
+    resume = check_inputs(model_args, data_args, args, tasks, settings)
+    output_dir = results_dir(args)  # a run without training never writes over another run's results
 
     set_seed(args.seed)  # the conditional modules and heads are initialised when the model is built
+    model, tokenizer, report = build_model(model_args, data_args, tasks)
+    redirect_outputs(args, output_dir)
+    if main_process(args):
+        logger.info("model parameters\n%s", format_parameter_report(report))
+        output_dir.mkdir(parents=True, exist_ok=True)
+    run_id = begin_run(output_dir, resume, main_process(args)) if args.do_train else None
+    train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, tasks, tokenizer, sampler_name)
+
+    collator = MultiTaskCollator(tokenizer.pad_token_id)
+    trainer = CaMtlTrainer(
+        model=model,
+        args=args,
+        train_sets=train_sets,
+        dev_sets=dev_sets,
+        task_sampler=sampler,
+        collator=collator,
+        processing_class=tokenizer,
+        run_id=run_id,
+        run_settings=settings,
+        callbacks=[stop],
+    )
+    with writing_results(output_dir):
+        if main_process(args):
+            (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
+        if args.do_train:
+            train(trainer, resume, stop, output_dir)
+        if args.do_eval:
+            evaluated_now = (
+                trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
+            )
+            if not evaluated_now:
+                trainer.evaluate()
+            if main_process(args):
+                write_evaluation_report(trainer, output_dir)
+        if args.do_predict:
+            predict(trainer, test_sets, collator, output_dir, main_process(args))
+    return trainer
+
+
+def build_model(model_args, data_args, tasks: list[str]):
+    """The model (frozen as asked), its tokenizer and its parameter report."""
     model = load_model(
         model_args.model_name_or_path,
         tasks,
@@ -211,10 +237,11 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     if model_args.freeze_encoder_layers:
         freeze_encoder_layers(model, model_args.freeze_encoder_layers)
-    report = parameter_report(model)
-    if main_process(args):
-        logger.info("model parameters\n%s", format_parameter_report(report))
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    return model, tokenizer, parameter_report(model)
+
+
+def load_data(data_args, args, tasks: list[str], tokenizer, sampler_name: str):
+    """Tokenized training, dev and test sets the flags need, and the task sampler for training."""
 
     def features(task: str, split: str, limit: int | None):
         return load_features(
@@ -253,40 +280,19 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
         if args.train_sampling_strategy == "group_by_length":
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))
         logger.info("task sampling: %s, %d steps per epoch", sampler_name, len(sampler))
+    return train_sets, dev_sets, test_sets, sampler
 
-    collator = MultiTaskCollator(tokenizer.pad_token_id)
-    trainer = CaMtlTrainer(
-        model=model,
-        args=args,
-        train_sets=train_sets,
-        dev_sets=dev_sets,
-        task_sampler=sampler,
-        collator=collator,
-        processing_class=tokenizer,
-    )
-    output_dir = Path(args.output_dir)
-    if main_process(args):
-        (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
 
-    if args.do_train:
-        if resume:
-            trainer.load_sampling_state(resume)
-        trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()
-        usage = trainer.sampling_summary()
-        if main_process(args):
-            (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
-
-    if args.do_eval:
-        evaluated_now = trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
-        if not evaluated_now:
-            trainer.evaluate()
-        if main_process(args):
-            write_evaluation_report(trainer, output_dir)
-
-    if args.do_predict:
-        predict(trainer, test_sets, collator, output_dir, main_process(args))
-    return trainer
+def train(trainer: CaMtlTrainer, resume: Path | None, stop: GracefulStop, output_dir: Path) -> None:
+    """Train (resuming when asked), then save the final model and the task mix."""
+    if resume:
+        trainer.load_sampling_state(str(resume))
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    stop.raise_if_stopped()  # after a SIGTERM the checkpoint is saved and the run ends here
+    trainer.save_model()
+    usage = trainer.sampling_summary()
+    if main_process(trainer.args):
+        (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
 
 
 def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:

@@ -8,6 +8,8 @@ from functools import wraps
 from typing import TypeVar
 
 EXIT_USAGE = 2
+EXIT_SIGINT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -28,9 +30,22 @@ class TrainingDiverged(CamtlError):
     """The loss became NaN or infinite: training stops instead of learning from garbage."""
 
 
+class CheckpointSaveFailed(CamtlError):
+    """Writing a checkpoint failed (a full disk, most often); the previous checkpoint is intact."""
+
+
+class Stopped(BaseException):
+    """A signal stopped the run. A BaseException, like KeyboardInterrupt, so that no ``except Exception``
+    on the way (a cache rebuild, a save's clean-up) can swallow it."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def exits_cleanly_on_usage_error(main: F) -> F:
     """Wrap a command-line entry point: a CamtlError becomes one line on stderr and its exit code
-    (2 for bad input)."""
+    (2 for bad input); a signal, one line and 128 + its number."""
 
     @wraps(main)
     def wrapper(*args, **kwargs):
@@ -39,5 +54,11 @@ def exits_cleanly_on_usage_error(main: F) -> F:
         except CamtlError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(error.exit_code)
+        except Stopped as stop:
+            print(f"error: {stop}", file=sys.stderr)
+            sys.exit(stop.exit_code)
+        except KeyboardInterrupt:
+            print("error: interrupted (Ctrl-C)", file=sys.stderr)
+            sys.exit(EXIT_SIGINT)
 
     return wrapper  # type: ignore[return-value]

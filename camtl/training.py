@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,9 +20,18 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 from transformers import Trainer
 
+from camtl.checkpoints import (
+    complete_checkpoint,
+    new_run_id,
+    prepare_staging,
+    rotate,
+    save_failure,
+    staging_dir,
+)
 from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import MultiTaskCollator, TaskDataset, TaskFeatures
+from camtl.run_settings import SETTINGS_FILE, CurrentCadence
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 from camtl.tasks import TASKS
 
@@ -97,6 +107,8 @@ class CaMtlTrainer(Trainer):
         dev_sets: dict[str, TaskFeatures] | None = None,
         task_sampler: TaskSampler | None = None,
         collator: MultiTaskCollator,
+        run_id: str | None = None,
+        run_settings: dict | None = None,
         **kwargs,
     ):
         # eval_dataset only satisfies the Trainer's checks: evaluate() below reads self.dev_sets.
@@ -105,6 +117,9 @@ class CaMtlTrainer(Trainer):
         self.dev_sets = dev_sets or {}
         self.task_sampler = task_sampler
         self.evaluations: list[dict] = []
+        self.run_id = run_id or new_run_id()
+        self.run_settings = run_settings or {}
+        self.add_callback(CurrentCadence)
         if train_sets:
             datasets = [TaskDataset(f, self.model.task_index(name)) for name, f in train_sets.items()]
             self.train_dataset = ConcatDataset(datasets)
@@ -218,14 +233,43 @@ class CaMtlTrainer(Trainer):
         """The evaluation with the highest GLUE average (the one selection rule), earliest on ties."""
         return max(self.evaluations, key=lambda e: e["results"]["glue_average"], default=None)
 
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is written, the Trainer's output goes into its temporary folder.
+        staging = getattr(self, "_staging", None)
+        return str(staging) if staging is not None else super()._get_output_dir(trial)
+
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
-        checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        """The Trainer's checkpoint plus camtl's counters and run settings, written under a temporary name
+        and renamed when complete (camtl.checkpoints): ``checkpoint-N`` is whole or absent."""
+        run_dir = Path(super()._get_output_dir(trial))
+        step = self.state.global_step
+        staged = staging_dir(run_dir, step) / f"checkpoint-{step}"
+        try:
+            if self.is_world_process_zero():
+                prepare_staging(run_dir, step)
+            self.accelerator.wait_for_everyone()
+            self._staging = staged.parent
+            super()._save_checkpoint(model, trial)  # its rotation sees only the temporary folder
+            self._staging = None
+            self._save_camtl_state(staged)
+            self.accelerator.wait_for_everyone()  # every rank's files are in before the marker
+            if self.is_world_process_zero():
+                final = complete_checkpoint(staged, run_dir, self.run_id, step, self.args.world_size)
+                rotate(run_dir, self.args.save_total_limit, keep=final)
+            self.accelerator.wait_for_everyone()
+        except (OSError, RuntimeError) as error:
+            raise save_failure(error, run_dir, step, self.run_id, self.args.world_size) from None
+        finally:
+            self._staging = None
+            if self.is_world_process_zero():
+                shutil.rmtree(staged.parent, ignore_errors=True)
+
+    def _save_camtl_state(self, checkpoint: Path) -> None:
         if hasattr(self, "usage"):  # every rank keeps its own counters
-            checkpoint.mkdir(parents=True, exist_ok=True)
             torch.save(self.usage.state_dict(), checkpoint / sampling_state_file(self.args.process_index))
         if self.is_world_process_zero():
             (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
+            (checkpoint / SETTINGS_FILE).write_text(json.dumps(self.run_settings, indent=2))
 
     def load_sampling_state(self, checkpoint: str) -> None:
         """Restore the task-usage counters and evaluation history saved with a checkpoint."""
