@@ -287,7 +287,7 @@ def train(trainer: CaMtlTrainer, resume: Path | None, stop: GracefulStop, output
     """Train (resuming when asked), then save the final model and the task mix."""
     if resume:
         trainer.load_sampling_state(str(resume))
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    trainer.train_or_restore(str(resume) if resume else None)
     stop.raise_if_stopped()  # after a SIGTERM the checkpoint is saved and the run ends here
     trainer.save_model()
     usage = trainer.sampling_summary()

@@ -74,4 +74,4 @@ class GracefulStop(TrainerCallback):
     def raise_if_stopped(self) -> None:
         """After training: a SIGTERM stops the run here, after its checkpoint was saved."""
         if self.requested:
-            raise Stopped(f"terminated (SIGTERM){self._where()}", EXIT_SIGTERM)
+            raise Stopped(f"terminated (SIGTERM) during training{self._where()}", EXIT_SIGTERM)

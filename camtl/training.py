@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
-from transformers import Trainer
+from transformers import Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
 from camtl.checkpoints import (
     complete_checkpoint,
@@ -270,6 +271,17 @@ class CaMtlTrainer(Trainer):
         if self.is_world_process_zero():
             (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
             (checkpoint / SETTINGS_FILE).write_text(json.dumps(self.run_settings, indent=2))
+
+    def train_or_restore(self, resume: str | None) -> None:
+        """Train, resuming from ``resume`` when given. A checkpoint saved at the last step is only loaded:
+        the Trainer would run one more step on it (at learning rate 0, but counted by the sampler)."""
+        state_file = Path(resume) / TRAINER_STATE_NAME if resume else None
+        state = TrainerState.load_from_json(str(state_file)) if state_file else None
+        if state is None or state.global_step < state.max_steps:
+            self.train(resume_from_checkpoint=resume)
+            return
+        self._load_from_checkpoint(resume)
+        self.state = state
 
     def load_sampling_state(self, checkpoint: str) -> None:
         """Restore the task-usage counters and evaluation history saved with a checkpoint."""
