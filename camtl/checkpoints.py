@@ -207,19 +207,26 @@ def choose_latest(output_dir: Path, world_size: int) -> Path:
     """``--resume_from_checkpoint latest``: the newest complete checkpoint of the run in ``output_dir``;
     each newer one that is incomplete, damaged or another run's is named and skipped."""
     run_id = run_id_of(output_dir)
-    candidates = checkpoints_in(output_dir)
+    candidates, skipped = checkpoints_in(output_dir), []
     for path in candidates:
         marker = read_marker(path) or {}
         if run_id is not None and marker and marker.get("run_id") != run_id:
-            logger.warning("skipping %s: it belongs to an earlier run in %s", path, output_dir)
+            skipped.append((path, f"it belongs to an earlier run in {output_dir}"))
             continue
         problem = checkpoint_problem(path, world_size)
         if problem:
-            logger.warning("skipping %s: %s", path, problem)
+            skipped.append((path, problem))
             continue
+        for older, reason in skipped:  # only now: when nothing is found, the error line says it all
+            logger.warning("skipping %s: %s", older, reason)
         logger.info("resuming from %s, the newest complete checkpoint of this run", path)
         return path
-    found = "no checkpoint-N folder" if not candidates else "no complete checkpoint of this run"
+    if not candidates:
+        found = "no checkpoint-N folder"
+    else:
+        newest, reason = skipped[0]
+        found = f"no complete checkpoint of this run ({newest.name}: {reason}"
+        found += f"; {len(skipped) - 1} more skipped)" if len(skipped) > 1 else ")"
     raise UsageError(
         f"--resume_from_checkpoint latest: {found} in {output_dir}: drop the flag to start afresh,"
         " or pass the --output_dir of the interrupted run"
