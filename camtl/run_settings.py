@@ -117,14 +117,18 @@ def _defaults(model_args, data_args) -> dict:
     return defaults
 
 
+def _text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 2.0 steps read as the user wrote them
+    if isinstance(value, list):
+        return " ".join(map(_text, value))
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
 def _show(name: str, value) -> str:
     if name in DESCRIPTIONS:
         return f"{DESCRIPTIONS[name]} {json.dumps(value)}"
-    if isinstance(value, list):
-        value = " ".join(map(str, value))
-    elif isinstance(value, dict):
-        value = json.dumps(value)
-    return f"--{name} {value}"
+    return f"--{name} {_text(value)}"
 
 
 def compare_settings(checkpoint: Path, recorded: dict, current: dict, defaults: dict) -> list[str]:
@@ -135,7 +139,7 @@ def compare_settings(checkpoint: Path, recorded: dict, current: dict, defaults: 
         before = recorded.get(name, defaults.get(name, value))
         if before == value:
             continue
-        change = f"{_show(name, before)} (now {value if name not in DESCRIPTIONS else json.dumps(value)})"
+        change = f"{_show(name, before)} (now {json.dumps(value) if name in DESCRIPTIONS else _text(value)})"
         (harmless if SETTINGS.get(name, DEFINING) == HARMLESS else defining).append(change)
     if defining:
         raise UsageError(
