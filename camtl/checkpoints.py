@@ -19,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 from camtl.errors import CheckpointSaveFailed, UsageError
+from camtl.filesystem import disk_problem
 from camtl.run_settings import SETTINGS_FILE
 from camtl.tasks import TASKS
 
@@ -250,19 +251,16 @@ def check_explicit(checkpoint: Path, world_size: int) -> Path:
     return checkpoint
 
 
-def save_failure(
-    error: Exception, run_dir: Path, step: int, run_id: str, world_size: int
-) -> CheckpointSaveFailed:
-    """One line for a save that failed: why, the free space, and the checkpoint that is still intact."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
-    try:
-        free = f"{shutil.disk_usage(run_dir).free / 2**20:.0f} MiB free on its disk"
-    except OSError:
-        free = "free space unknown"
+def save_failure(error: Exception, run_dir: Path, step: int, run_id: str, world_size: int) -> Exception:
+    """One line for a save that the disk made fail, naming the checkpoint that is still intact; any other
+    failure is left as it is."""
+    problem = disk_problem(error, run_dir)
+    if problem is None:
+        return error
     good = last_good(run_dir, run_id, world_size)
     intact = f"{good} is intact" if good else "no earlier checkpoint of this run is complete"
     return CheckpointSaveFailed(
-        f"saving {run_dir / f'checkpoint-{step}'} failed ({reason}; {free}): {intact}:"
+        f"saving {run_dir / f'checkpoint-{step}'} failed ({problem}): {intact}:"
         " free some space, then continue with --resume_from_checkpoint latest"
     )
 

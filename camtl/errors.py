@@ -43,6 +43,19 @@ class Stopped(BaseException):
         self.exit_code = exit_code
 
 
+def _report(message: str, exit_code: int) -> None:
+    """The one line, on a line of its own: a progress bar that the error interrupted is closed first."""
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # the line matters more than the bar
+        pass
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(exit_code)
+
+
 def exits_cleanly_on_usage_error(main: F) -> F:
     """Wrap a command-line entry point: a CamtlError becomes one line on stderr and its exit code
     (2 for bad input); a signal, one line and 128 + its number."""
@@ -52,13 +65,10 @@ def exits_cleanly_on_usage_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except CamtlError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(error.exit_code)
+            _report(str(error), error.exit_code)
         except Stopped as stop:
-            print(f"error: {stop}", file=sys.stderr)
-            sys.exit(stop.exit_code)
+            _report(str(stop), stop.exit_code)
         except KeyboardInterrupt:
-            print("error: interrupted (Ctrl-C)", file=sys.stderr)
-            sys.exit(EXIT_SIGINT)
+            _report("interrupted (Ctrl-C)", EXIT_SIGINT)
 
     return wrapper  # type: ignore[return-value]

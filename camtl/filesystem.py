@@ -105,25 +105,39 @@ def redirect_outputs(args, directory: Path) -> None:
     args.output_dir = str(directory)
 
 
-DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+LOW_SPACE = 64 * 2**20
+
+
+def disk_problem(error: BaseException, directory: Path) -> str | None:
+    """What a failed write says about the disk ("no space left on its disk, 0 MiB free"), or None when the
+    failure is not the disk's. torch and safetensors report a full disk as their own errors (torch only as
+    "unexpected pos 576 vs 534"), hence the look at the free space."""
+    if not (isinstance(error, (OSError, RuntimeError)) or type(error).__name__ == "SafetensorError"):
+        return None  # a bug, not the disk
+    try:
+        free = shutil.disk_usage(_nearest_existing(directory)).free
+    except OSError:
+        free = None
+    if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+        reason = error.strerror or os.strerror(error.errno)
+    elif "No space left" in str(error) or (free is not None and free < LOW_SPACE):
+        reason = "no space left on its disk"
+    else:
+        return None
+    return f"{reason}, {free / 2**20:.0f} MiB free" if free is not None else reason
 
 
 @contextmanager
 def writing_results(directory: Path) -> Iterator[None]:
-    """A disk that fills up (or turns read-only) while results are written: one line naming the directory.
-    torch reports a failed write as a RuntimeError, hence the look at the message."""
+    """A disk that fills up (or turns read-only) while results are written: one line naming the directory."""
     try:
         yield
-    except (OSError, RuntimeError) as error:
-        disk = isinstance(error, OSError) and error.errno in DISK_ERRORS
-        if not (disk or "No space left" in str(error) or "file write failed" in str(error)):
+    except Exception as error:
+        problem = disk_problem(error, directory)
+        if problem is None:
             raise
-        reason = error.strerror if isinstance(error, OSError) else str(error).splitlines()[0]
-        try:
-            free = f"{shutil.disk_usage(directory).free / 2**20:.0f} MiB free"
-        except OSError:
-            free = "free space unknown"
         raise CamtlError(
-            f"writing into {directory} failed ({reason}; {free}): its checkpoints are intact:"
-            " free some space, then run again (add --resume_from_checkpoint latest to continue training)"
+            f"writing into {directory} failed ({problem}): its complete checkpoints stay usable:"
+            " free some space, then run again (with --resume_from_checkpoint latest to continue training)"
         ) from None

@@ -30,6 +30,7 @@ SETTINGS: dict[str, str] = {
     "data_dir": HARMLESS,  # the path may move; the training files' sizes below are defining
     "overwrite_cache": HARMLESS,
     "features_cache_dir": HARMLESS,
+    "max_eval_samples": HARMLESS,  # changes only what later evaluations score (the notice says so)
     "max_predict_samples": HARMLESS,
     # Derived: the training file of each task (its size in bytes), and the number of processes.
     "train_files": DEFINING,

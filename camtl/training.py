@@ -258,8 +258,11 @@ class CaMtlTrainer(Trainer):
                 final = complete_checkpoint(staged, run_dir, self.run_id, step, self.args.world_size)
                 rotate(run_dir, self.args.save_total_limit, keep=final)
             self.accelerator.wait_for_everyone()
-        except (OSError, RuntimeError) as error:
-            raise save_failure(error, run_dir, step, self.run_id, self.args.world_size) from None
+        except Exception as error:  # a full disk, most often: say so, and which checkpoint is intact
+            failure = save_failure(error, run_dir, step, self.run_id, self.args.world_size)
+            if failure is error:
+                raise
+            raise failure from None
         finally:
             self._staging = None
             if self.is_world_process_zero():

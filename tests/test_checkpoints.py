@@ -164,5 +164,6 @@ def test_the_table_classifies_every_field_it_names_and_model_data_fields_default
         "data_dir",
         "overwrite_cache",
         "features_cache_dir",
+        "max_eval_samples",
         "max_predict_samples",
     }
