@@ -168,3 +168,19 @@ def test_a_disk_that_fills_up_during_a_save_keeps_the_previous_checkpoint(tiny_b
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {copy / 'checkpoint-1'}" in resumed.stderr
     assert (copy / "model.safetensors").is_file() and check_explicit(copy / "checkpoint-3", 1)
+
+
+def test_a_disk_that_fills_up_while_the_final_model_is_written_names_the_directory(tiny_bert, tmp_path):
+    """16 MiB: checkpoint-3 fits, the final model beside it does not."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    wrap = ["unshare", "-rm", "sh", "-c", 'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"', str(disk)]
+    extra = ["--do_train", "--max_steps", 3, "--save_steps", 3]
+    result = run(flags(tiny_bert, disk / "out", tmp_path / "cache", *extra), wrap=wrap)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"error: writing into {disk / 'out'} failed (no space left on its disk, ")
+    assert line.endswith(
+        "free some space, then run again (with --resume_from_checkpoint latest to continue training)"
+    )
