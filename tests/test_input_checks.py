@@ -158,3 +158,18 @@ def test_a_feature_cache_that_cannot_be_written_costs_the_cache_not_the_run(
     assert len(features) == 2
     assert "cannot write the feature cache" in caplog.text and "No space left" in caplog.text
     assert not list((tmp_path / "cache").glob("*.pt"))
+
+
+def test_every_flag_the_troubleshooting_section_names_exists():
+    import re
+    from pathlib import Path
+
+    from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+    from run import ArgumentParser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Troubleshooting") : readme.index("## Code layout and development")]
+    parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]", section))
+    misspelled_on_purpose = {"--use_mt_uncertanity"}
+    assert named - set(parser._option_string_actions) - misspelled_on_purpose == set()
