@@ -100,6 +100,26 @@ def _parse_label(task: Task, cell: str) -> float | None:
     return float(task.labels.index(cell)) if cell in task.labels else None
 
 
+def _check_layout(path: Path, lines: list, fmt, split: str) -> int:
+    """The file's column count, once its header is readable and wide enough and a dev or test file has
+    rows: problems that would otherwise surface as an IndexError or after training."""
+    if fmt.header and not lines:
+        raise UsageError(f"{path} is empty: re-download it with `{DOWNLOAD_HINT}`")
+    if fmt.header and isinstance(lines[0], UnicodeDecodeError):
+        raise _not_utf8(path, 1, lines[0])
+    num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
+    needed = _columns_needed(fmt, needs_label=split != "test")
+    if num_columns < needed:
+        raise UsageError(
+            f"{path}:1 has a header of {num_columns} columns, expected at least {needed}:"
+            " fix or re-download the file"
+        )
+    if split != "train" and len(lines) <= (1 if fmt.header else 0):  # an empty train file: run.py's check
+        has = "a header but no rows" if fmt.header else "no rows"
+        raise UsageError(f"{path} has {has}: re-download it with `{DOWNLOAD_HINT}`")
+    return num_columns
+
+
 def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | None = None) -> Examples:
     """Parse one split. Bad training rows are skipped and counted; a bad dev/test row is an error."""
     spec = TASKS[task]
@@ -107,20 +127,8 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
     path = require_split(data_dir, task, split, needed_by=f"{task} {split}")
     lines = _read_lines(path)
     first_row = 1 if fmt.header else 0
-    if fmt.header and not lines:
-        raise UsageError(f"{path} is empty: re-download it with `{DOWNLOAD_HINT}`")
-    if fmt.header and isinstance(lines[0], UnicodeDecodeError):
-        raise _not_utf8(path, 1, lines[0])
     needs_label = split != "test"
-    num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
-    if num_columns < _columns_needed(fmt, needs_label):
-        raise UsageError(
-            f"{path}:1 has a header of {num_columns} columns, expected at least"
-            f" {_columns_needed(fmt, needs_label)}: fix or re-download the file"
-        )
-    if split != "train" and len(lines) <= first_row:  # a training file's emptiness is run.py's check
-        has = "a header but no rows" if fmt.header else "no rows"
-        raise UsageError(f"{path} has {has}: re-download it with `{DOWNLOAD_HINT}`")
+    num_columns = _check_layout(path, lines, fmt, split)
 
     text_a, text_b, labels, ids = [], [], [], []
     skipped = 0

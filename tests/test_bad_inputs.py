@@ -10,31 +10,33 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from bad_input_setups import (
+    FULL_DISK,
+    READ_ONLY,
+    ROOT,
+    Setup,
+    Sources,
+    append_row,
+    damaged_data,
+    read_only_dir,
+    trained_run,
+    truncate,
+    truncated_checkpoint_weights,
+    write,
+    zero_middle,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 EARLIER_RESULTS = b'{"rte": {"accuracy": 0.625}, "glue_average": 0.625}\n'
-
-ROOT = os.geteuid() == 0  # root ignores permission bits: a read-only bind mount is needed instead
-
-
-@dataclass(frozen=True)
-class Sources:
-    checkpoint: Path  # a saved camtl model (tasks rte and sst-2), no training state
-    trained: Path  # the output directory of a 2-step training run with checkpoint-1 and checkpoint-2
-
-
-Setup = Callable[[Path, Sources], None]  # (the case's directory, the sources) -> None
 
 
 def flags(*extra: str, **options: str | None) -> list[str]:
@@ -61,75 +63,6 @@ def evaluate(*extra: str, **options: str | None) -> list[str]:
 def train(*extra: str, **options: str | None) -> list[str]:
     """Training flags; --overwrite_output_dir gets past the earlier results: the case's own check answers."""
     return flags("--do_train", "--overwrite_output_dir", "--max_steps", "2", *extra, **options)
-
-
-def write(relative: str, content: str) -> Setup:
-    def setup(work: Path, sources: Sources) -> None:
-        (work / relative).parent.mkdir(parents=True, exist_ok=True)
-        (work / relative).write_text(content)
-
-    return setup
-
-
-def damaged_data(relative: str, damage: Callable[[Path], None]) -> Setup:
-    """A copy of the fixture GLUE folder at {work}/data with one file damaged."""
-
-    def setup(work: Path, sources: Sources) -> None:
-        shutil.copytree(FIXTURES, work / "data")
-        damage(work / "data" / relative)
-
-    return setup
-
-
-def append_row(row: str) -> Callable[[Path], None]:
-    def damage(path: Path) -> None:
-        text = path.read_bytes()
-        path.write_bytes(text + (b"" if text.endswith(b"\n") else b"\n") + row.encode() + b"\n")
-
-    return damage
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def truncated_checkpoint_weights(work: Path, sources: Sources) -> None:
-    """A copy of the checkpoint at {work}/checkpoint whose model.safetensors lost its second half."""
-    shutil.copytree(sources.checkpoint, work / "checkpoint")
-    truncate(work / "checkpoint" / "model.safetensors")
-
-
-def trained_run(damage: Callable[[Path], None] = lambda run: None) -> Setup:
-    """A copy of the trained run at {work}/run, damaged by ``damage(run)``."""
-
-    def setup(work: Path, sources: Sources) -> None:
-        shutil.copytree(sources.trained, work / "run")
-        damage(work / "run")
-
-    return setup
-
-
-def zero_middle(path: Path) -> None:
-    """Same size, other bytes: only a checksum can tell."""
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
-    path.write_bytes(bytes(data))
-
-
-def read_only_dir(work: Path, sources: Sources) -> None:
-    (work / "ro").mkdir()
-    if not ROOT:
-        (work / "ro").chmod(0o555)
-
-
-# Run inside a mount namespace of its own (unshare -rm needs no privileges): a read-only bind mount of
-# {work}/ro when running as root, a 256 KiB tmpfs filled to the brim at {work}/full.
-READ_ONLY = ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', "{work}/ro"]
-FULL_DISK = [
-    "unshare", "-rm", "sh", "-c",
-    'mount -t tmpfs -o size=256k tmpfs "$0" && cat /dev/zero > "$0/fill" 2>/dev/null; exec "$@"',
-    "{work}/full",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
