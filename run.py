@@ -11,21 +11,23 @@ import camtl  # noqa: F401  (first: it sets the OpenMP wait policy before torch 
 # isort: split
 import json
 import logging
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
-from transformers.trainer_utils import get_last_checkpoint
 
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-from camtl.collation import MultiTaskCollator
+from camtl.checkpoints import begin_run, check_explicit, choose_latest
+from camtl.collation import Masking, MultiTaskCollator
+from camtl.config_file import config_file_to_flags
 from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
-from camtl.features import load_features
+from camtl.features import default_cache_dir, load_features
+from camtl.filesystem import check_writable, redirect_outputs, results_dir, writing_results
 from camtl.metrics import format_results_table, selection_score
 from camtl.model import (
     encoder_layer_count,
@@ -36,12 +38,27 @@ from camtl.model import (
     parameter_report,
     parse_layer_range,
 )
+from camtl.run_settings import check_resume_settings, run_settings
 from camtl.sampling import build_sampler
-from camtl.submission import write_submission
-from camtl.tasks import TASKS, evaluation_tasks, prediction_tasks, resolve_tasks
+from camtl.signals import GracefulStop
+from camtl.sources import task_data_dir
+from camtl.submission import write_predictions, write_submission
+from camtl.tasks import (
+    TASKS,
+    Task,
+    evaluation_tasks,
+    prediction_tasks,
+    register,
+    register_saved,
+    resolve_tasks,
+    transfer_tasks,
+)
+from camtl.tasks.task_file import load_task_file
 from camtl.training import CaMtlTrainer, mixed_precision
 
 logger = logging.getLogger("camtl")
+
+DEFAULT_MAX_SEQ_LENGTH = 128
 
 
 class ArgumentParser(HfArgumentParser):
@@ -51,30 +68,15 @@ class ArgumentParser(HfArgumentParser):
         raise UsageError(f"{message} (see python run.py --help)")
 
 
-def config_file_to_flags(path: Path) -> list[str]:
-    """A JSON config {flag: value} as command-line flags, so it gets the same parsing and checks."""
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read the config file {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"the config file {path} must hold one JSON object of flag names to values")
-    flags = []
-    for key, value in config.items():
-        if value is not None:
-            flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
-    return flags
-
-
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaMtlTrainingArguments]:
-    if argv and argv[0].endswith(".json"):
-        if len(argv) > 1:
-            raise UsageError(
-                f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
-                " on the command line"
-            )
-        argv = config_file_to_flags(Path(argv[0]))
+    if argv and argv[0].endswith(".json") and len(argv) > 1:
+        raise UsageError(
+            f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
+            " on the command line"
+        )
     parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
+    if argv and argv[0].endswith(".json"):
+        argv = config_file_to_flags(Path(argv[0]), parser)
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks
@@ -84,60 +86,56 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaM
     return tuple(parsed)
 
 
-def checkpoint_tasks(model_name_or_path: str) -> list[str] | None:
-    """The tasks a camtl checkpoint was trained on (the default --tasks when predicting from it)."""
+def saved_model_config(model_name_or_path: str) -> dict:
+    """The config of a camtl checkpoint (its tasks and max_seq_length are the defaults when predicting from
+    it); empty for anything else."""
     config_file = Path(model_name_or_path) / "config.json"
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError):
-        return None  # not a readable checkpoint: load_model says why
-    return config.get("tasks") if config.get("model_type") == "camtl" else None
+        return {}  # not a readable checkpoint: load_model says why
+    return config if isinstance(config, dict) and config.get("model_type") == "camtl" else {}
 
 
-def resolve_resume(args: CaMtlTrainingArguments) -> str | None:
-    """The checkpoint to resume from: an explicit directory, or ``latest`` in --output_dir."""
+def resolve_resume(model_args, data_args, args: CaMtlTrainingArguments, settings: dict) -> Path | None:
+    """The checkpoint to resume from (the newest complete one of this run for ``latest``), checked to be
+    complete and to have been trained with this run's settings."""
     resume = args.resume_from_checkpoint
     if resume is None:
         return None
     if resume.lower() in ("latest", "true"):
-        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
-        if last is None:
-            raise UsageError(
-                f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir}:"
-                " drop the flag to start afresh, or pass the --output_dir of the interrupted run"
-            )
-        return last
-    if not (Path(resume) / "trainer_state.json").is_file():
-        raise UsageError(
-            f"--resume_from_checkpoint {resume} is not a training checkpoint (no trainer_state.json):"
-            " pass a checkpoint-N folder of an earlier run, or latest"
-        )
-    return resume
+        checkpoint = choose_latest(Path(args.output_dir), args.world_size)
+    else:
+        checkpoint = check_explicit(Path(resume), args.world_size)
+    check_resume_settings(checkpoint, model_args, data_args, args, settings)
+    return checkpoint
 
 
-def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, tasks: list[str]) -> None:
+def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, plan: TaskPlan) -> None:
     """The splits the flags need exist and can be used: every dev and test row the run reads is well formed
     (a bad one stops the run) and every training file has a usable row (bad training rows are skipped).
     Reading is cheap next to tokenizing, so a bad row stops the run before the model is loaded."""
-    data_dir = data_args.data_dir
     if args.do_train:
-        for task in tasks:
+        for task in plan.trained:
+            data_dir = task_data_dir(task, data_args.data_dir)
             path = require_split(data_dir, task, "train", needed_by="--do_train")
             if not len(read_split(data_dir, task, "train", max_examples=1)):
                 raise UsageError(
                     f"{path} has no usable training row (no rows, or every row is malformed): re-download it"
                 )
     if args.do_eval or args.eval_strategy != "no":
-        for task in evaluation_tasks(tasks):
+        for task in plan.evaluated:
+            data_dir = task_data_dir(task, data_args.data_dir)
             require_split(data_dir, task, "dev", needed_by="--do_eval")
             read_split(data_dir, task, "dev", data_args.max_eval_samples)
     if args.do_predict:
-        for task in prediction_tasks(tasks):
+        for task in plan.predicted:
+            data_dir = task_data_dir(task, data_args.data_dir)
             if split_path(data_dir, task, "test").is_file():  # a missing test file is a warning, later
                 read_split(data_dir, task, "test", data_args.max_predict_samples)
 
 
-def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
+def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) -> Path | None:
     """Everything that can be checked without loading the model or tokenizing the data."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
@@ -158,19 +156,15 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
         parse_layer_range(
             model_args.freeze_encoder_layers, encoder_layer_count(model_args.model_name_or_path)
         )
-    data_dir = Path(data_args.data_dir)
-    if not data_dir.is_dir():
-        problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
-        raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
-    if not any(data_dir.iterdir()):
-        raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
-    for flag, directory in (
-        ("--output_dir", args.output_dir),
-        ("--features_cache_dir", data_args.features_cache_dir),
-    ):
-        if directory is not None and Path(directory).exists() and not Path(directory).is_dir():
-            raise UsageError(f"{flag} {directory} is a file: choose a directory")
-    resume = resolve_resume(args) if args.do_train else None
+    for data_dir in map(Path, data_args.data_dir):
+        if not data_dir.is_dir():
+            problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
+            raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
+        if not any(data_dir.iterdir()):
+            raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
+    check_writable("--output_dir", Path(args.output_dir))
+    check_writable("--features_cache_dir", Path(data_args.features_cache_dir or default_cache_dir()))
+    resume = resolve_resume(model_args, data_args, args, settings) if args.do_train else None
     output_dir = Path(args.output_dir)
     if (
         args.do_train
@@ -182,8 +176,43 @@ def check_inputs(model_args, data_args, args, tasks: list[str]) -> str | None:
             f"--output_dir {output_dir} is not empty: add --overwrite_output_dir, "
             "--resume_from_checkpoint latest, or choose another directory"
         )
-    check_data_files(data_args, args, tasks)
+    check_data_files(data_args, args, plan)
     return resume
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """The tasks a run trains (the model's), evaluates (their dev splits, companions such as mnli-mm,
+    transfer tasks asked for) and predicts."""
+
+    trained: list[str]
+    evaluated: list[str]
+    predicted: list[str]
+
+
+def plan_tasks(data_args: DataArguments, saved: dict) -> TaskPlan:
+    """Register the task file's and the checkpoint's tasks, then resolve --tasks (default: the task file's,
+    the checkpoint's, or the nine GLUE tasks)."""
+    declared = []
+    if data_args.task_file:
+        for task in load_task_file(data_args.task_file):
+            register(task)
+            declared.append(task.name)
+    for spec in (saved.get("task_specs") or {}).values():
+        register_saved(Task.from_dict(spec))
+    names = data_args.tasks or declared or None
+    trained = resolve_tasks(names) if names or not saved.get("tasks") else saved["tasks"]
+    transfers = transfer_tasks(data_args.tasks, trained)
+    return TaskPlan(trained, evaluation_tasks(trained, transfers), prediction_tasks(trained, transfers))
+
+
+def collators(tokenizer, data_args: DataArguments) -> tuple[MultiTaskCollator, MultiTaskCollator]:
+    """Training and evaluation collators: masked-LM evaluation masks the same positions every time."""
+    options = {"pad_to_multiple_of": data_args.pad_to_multiple_of, "masking": Masking.of(tokenizer)}
+    return (
+        MultiTaskCollator(tokenizer.pad_token_id, **options),
+        MultiTaskCollator(tokenizer.pad_token_id, fixed_masks=True, **options),
+    )
 
 
 def main_process(args: CaMtlTrainingArguments) -> bool:
@@ -192,6 +221,7 @@ def main_process(args: CaMtlTrainingArguments) -> bool:
 
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> CaMtlTrainer:
+    stop = GracefulStop().install()  # SIGINT and SIGTERM end the run with one line
     model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -199,12 +229,58 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     )
     hf_logging.set_verbosity_warning()
 
-    saved_tasks = checkpoint_tasks(model_args.model_name_or_path)
-    tasks = resolve_tasks(data_args.tasks) if data_args.tasks or not saved_tasks else saved_tasks
+    saved = saved_model_config(model_args.model_name_or_path)
+    plan = plan_tasks(data_args, saved)
+    if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
+        data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)
     sampler_name = data_args.resolve_sampler()
-    resume = check_inputs(model_args, data_args, args, tasks)
+    settings = run_settings(model_args, data_args, args, plan.trained, sampler_name)
+    resume = check_inputs(model_args, data_args, args, plan, settings)
+    output_dir = results_dir(args)  # a run without training never writes over another run's results
 
     set_seed(args.seed)  # the conditional modules and heads are initialised when the model is built
+    model, tokenizer, report = build_model(model_args, data_args, plan.trained)
+    redirect_outputs(args, output_dir)
+    if main_process(args):
+        logger.info("model parameters\n%s", format_parameter_report(report))
+        output_dir.mkdir(parents=True, exist_ok=True)
+    run_id = begin_run(output_dir, resume, main_process(args)) if args.do_train else None
+    train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, plan, tokenizer, sampler_name)
+
+    collator, eval_collator = collators(tokenizer, data_args)
+    trainer = CaMtlTrainer(
+        model=model,
+        args=args,
+        train_sets=train_sets,
+        dev_sets=dev_sets,
+        task_sampler=sampler,
+        collator=collator,
+        eval_collator=eval_collator,
+        processing_class=tokenizer,
+        run_id=run_id,
+        run_settings=settings,
+        callbacks=[stop],
+    )
+    with writing_results(output_dir):
+        if main_process(args):
+            (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
+        if args.do_train:
+            train(trainer, resume, stop, output_dir)
+        if args.do_eval:
+            evaluated_now = (
+                trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
+            )
+            if not evaluated_now:
+                trainer.evaluate()
+            if main_process(args):
+                write_evaluation_report(trainer, output_dir)
+        if args.do_predict:
+            predict(trainer, test_sets, eval_collator, output_dir, main_process(args))
+    return trainer
+
+
+def build_model(model_args, data_args, tasks: list[str]):
+    """The model (frozen as asked), its tokenizer and its parameter report."""
     model = load_model(
         model_args.model_name_or_path,
         tasks,
@@ -215,14 +291,15 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     if model_args.freeze_encoder_layers:
         freeze_encoder_layers(model, model_args.freeze_encoder_layers)
-    report = parameter_report(model)
-    if main_process(args):
-        logger.info("model parameters\n%s", format_parameter_report(report))
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    return model, tokenizer, parameter_report(model)
+
+
+def load_data(data_args, args, plan: TaskPlan, tokenizer, sampler_name: str):
+    """Tokenized training, dev and test sets the flags need, and the task sampler for training."""
 
     def features(task: str, split: str, limit: int | None):
         return load_features(
-            data_args.data_dir,
+            task_data_dir(task, data_args.data_dir),
             task,
             split,
             tokenizer,
@@ -233,15 +310,13 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
         )
 
     train_sets = (
-        {t: features(t, "train", data_args.max_train_samples) for t in tasks} if args.do_train else {}
+        {t: features(t, "train", data_args.max_train_samples) for t in plan.trained} if args.do_train else {}
     )
     needs_dev = args.do_eval or args.eval_strategy != "no"
     dev_sets = (
-        {t: features(t, "dev", data_args.max_eval_samples) for t in evaluation_tasks(tasks)}
-        if needs_dev
-        else {}
+        {t: features(t, "dev", data_args.max_eval_samples) for t in plan.evaluated} if needs_dev else {}
     )
-    predicted = available_test_tasks(tasks, data_args) if args.do_predict else []
+    predicted = available_test_tasks(plan.predicted, data_args) if args.do_predict else []
     test_sets = {t: features(t, "test", data_args.max_predict_samples) for t in predicted}
     sampler = None
     if args.do_train:
@@ -258,40 +333,19 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
         if args.train_sampling_strategy == "group_by_length":
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))
         logger.info("task sampling: %s, %d steps per epoch", sampler_name, len(sampler))
+    return train_sets, dev_sets, test_sets, sampler
 
-    collator = MultiTaskCollator(tokenizer.pad_token_id, pad_to_multiple_of=data_args.pad_to_multiple_of)
-    trainer = CaMtlTrainer(
-        model=model,
-        args=args,
-        train_sets=train_sets,
-        dev_sets=dev_sets,
-        task_sampler=sampler,
-        collator=collator,
-        processing_class=tokenizer,
-    )
-    output_dir = Path(args.output_dir)
-    if main_process(args):
-        (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
 
-    if args.do_train:
-        if resume:
-            trainer.load_sampling_state(resume)
-        trainer.train(resume_from_checkpoint=resume)
-        trainer.save_model()
-        usage = trainer.sampling_summary()
-        if main_process(args):
-            (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
-
-    if args.do_eval:
-        evaluated_now = trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
-        if not evaluated_now:
-            trainer.evaluate()
-        if main_process(args):
-            write_evaluation_report(trainer, output_dir)
-
-    if args.do_predict:
-        predict(trainer, test_sets, collator, output_dir, main_process(args))
-    return trainer
+def train(trainer: CaMtlTrainer, resume: Path | None, stop: GracefulStop, output_dir: Path) -> None:
+    """Train (resuming when asked), then save the final model and the task mix."""
+    if resume:
+        trainer.load_sampling_state(str(resume))
+    trainer.train_or_restore(str(resume) if resume else None)
+    stop.raise_if_stopped()  # after a SIGTERM the checkpoint is saved and the run ends here
+    trainer.save_model()
+    usage = trainer.sampling_summary()
+    if main_process(trainer.args):
+        (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))
 
 
 def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
@@ -314,10 +368,11 @@ def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
 def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str]:
     """Tasks to predict whose test file exists; a warning names the missing ones (GLUE mirrors lack some)."""
     available, missing = [], []
-    for task in prediction_tasks(tasks):
-        (available if split_path(data_args.data_dir, task, "test").is_file() else missing).append(task)
+    test_file = {task: split_path(task_data_dir(task, data_args.data_dir), task, "test") for task in tasks}
+    for task in tasks:
+        (available if test_file[task].is_file() else missing).append(task)
     if missing:
-        files = ", ".join(str(split_path(data_args.data_dir, t, "test")) for t in missing)
+        files = ", ".join(str(test_file[t]) for t in missing)
         logger.warning(
             "no test file for %s (%s): their submission files are not written", ", ".join(missing), files
         )
@@ -325,7 +380,7 @@ def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str
 
 
 def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, is_main: bool) -> None:
-    """Write the GLUE leaderboard files for every task with a test split, then zip them."""
+    """The GLUE leaderboard files (zipped) and predictions/<task>.jsonl for every task with a test split."""
     predictions = predict_tasks(
         trainer.model,
         test_sets,
@@ -333,11 +388,14 @@ def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, 
         trainer.args.per_device_eval_batch_size,
         autocast=lambda: mixed_precision(trainer.args, trainer.model.device),
     )
-    if is_main and predictions:
-        archive = write_submission(predictions, output_dir)
-        logger.info(
-            "GLUE submission: %s (%s)", archive, ", ".join(TASKS[t].submission_file for t in predictions)
-        )
+    glue = {task: values for task, values in predictions.items() if TASKS[task].submission_file}
+    others = {task: values for task, values in predictions.items() if not TASKS[task].submission_file}
+    if is_main and glue:
+        archive = write_submission(glue, output_dir)
+        logger.info("GLUE submission: %s (%s)", archive, ", ".join(TASKS[t].submission_file for t in glue))
+    if is_main and others:
+        files = write_predictions(others, output_dir)
+        logger.info("predictions: %s", ", ".join(str(path) for path in files))
 
 
 def _mp_fn(index: int) -> None:

@@ -8,7 +8,6 @@ one-line notice.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
+from camtl.flag_checks import check_training_numbers
 from camtl.sampling import SAMPLERS
 
 logger = logging.getLogger(__name__)
@@ -100,11 +100,23 @@ def _task_weight(spec: str) -> tuple[str, float]:
 
 @dataclass
 class DataArguments:
-    data_dir: str = field(metadata={"help": "GLUE folder in the official layout (download_glue_data.py)"})
+    data_dir: list[str] = field(
+        metadata={
+            "help": "Data folders: GLUE in the official layout (download_glue_data.py), ../shared/data, ...;"
+            " each task is read from the folder that holds it",
+            "nargs": "+",
+        }
+    )
+    task_file: str | None = field(
+        default=None, metadata={"help": "Your own tasks, declared in a YAML or JSON file (README: Tasks)"}
+    )
     tasks: list[str] | None = field(
         default=None, metadata={"help": "Tasks to train on (default: all nine GLUE tasks)", "nargs": "+"}
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Sequences longer than this are truncated"})
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={"help": "Sequences longer than this are truncated (default: a checkpoint's own, else 128)"},
+    )
     overwrite_cache: bool = field(default=False, metadata={"help": "Rebuild the tokenized feature cache"})
     features_cache_dir: str | None = field(
         default=None,
@@ -262,8 +274,6 @@ class CaMtlTrainingArguments(TrainingArguments):
         ):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.learning_rate < math.inf:
-            raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise UsageError(
                 f"--num_train_epochs must be positive (or set --max_steps), got {self.num_train_epochs}"
@@ -272,6 +282,7 @@ class CaMtlTrainingArguments(TrainingArguments):
             seed = getattr(self, name)
             if seed is not None and not 0 <= seed < 2**32:  # numpy's seed range
                 raise UsageError(f"--{name} must be in 0..{2**32 - 1}, got {seed}")
+        check_training_numbers(self)
         super().__post_init__()
         # A missing integration would otherwise fail when the Trainer starts, after the model is loaded.
         available = get_available_reporting_integrations()

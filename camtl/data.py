@@ -40,13 +40,38 @@ def require_split(data_dir: str | Path, task: str, split: str, needed_by: str) -
     return path
 
 
-def _read_lines(path: Path) -> list[str]:
-    # utf-8-sig drops a leading BOM; splitting on "\n" alone keeps unusual Unicode separators inside text.
-    text = path.read_bytes().decode("utf-8-sig")
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+def _read_lines(path: Path) -> list[str | UnicodeDecodeError]:
+    """The file's lines, each decoded on its own: an undecodable line is its UnicodeDecodeError, so that a
+    training file loses only that row and a dev or test file's error can name the line."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UsageError(
+            f"{path} is UTF-16 encoded, not UTF-8: convert it (iconv -f UTF-16 -t UTF-8) or re-download it"
+        )
+    # A leading UTF-8 BOM is dropped; splitting on "\n" alone keeps unusual Unicode separators inside text.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
+    lines: list[str | UnicodeDecodeError] = []
+    for line in raw.split(b"\n"):
+        try:
+            lines.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError as error:
+            lines.append(error)
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def _not_utf8(path: Path, line_number: int, error: UnicodeDecodeError) -> UsageError:
+    byte = error.object[error.start]
+    return UsageError(
+        f"{path}:{line_number} is not valid UTF-8 (byte 0x{byte:02x} at column {error.start + 1}):"
+        " save the file as UTF-8 or re-download it"
+    )
+
+
+def _columns_needed(fmt, needs_label: bool) -> int:
+    used = (fmt.text_a, fmt.text_b, fmt.label if needs_label else None, fmt.index)
+    return max(i for i in used if i is not None) + 1
 
 
 def _parse_label(task: Task, cell: str) -> float | None:
@@ -60,6 +85,26 @@ def _parse_label(task: Task, cell: str) -> float | None:
     return float(task.labels.index(cell)) if cell in task.labels else None
 
 
+def _check_layout(path: Path, lines: list, fmt, split: str) -> int:
+    """The file's column count, once its header is readable and wide enough and a dev or test file has
+    rows: problems that would otherwise surface as an IndexError or after training."""
+    if fmt.header and not lines:
+        raise UsageError(f"{path} is empty: re-download it with `{DOWNLOAD_HINT}`")
+    if fmt.header and isinstance(lines[0], UnicodeDecodeError):
+        raise _not_utf8(path, 1, lines[0])
+    num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
+    needed = _columns_needed(fmt, needs_label=split != "test")
+    if num_columns < needed:
+        raise UsageError(
+            f"{path}:1 has a header of {num_columns} columns, expected at least {needed}:"
+            " fix or re-download the file"
+        )
+    if split != "train" and len(lines) <= (1 if fmt.header else 0):  # an empty train file: run.py's check
+        has = "a header but no rows" if fmt.header else "no rows"
+        raise UsageError(f"{path} has {has}: re-download it with `{DOWNLOAD_HINT}`")
+    return num_columns
+
+
 def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | None = None) -> Examples:
     """Parse one split. Bad training rows are skipped and counted; a bad dev/test row is an error."""
     spec = TASKS[task]
@@ -69,16 +114,19 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
         return read_examples(path, spec, split, max_examples)
     lines = _read_lines(path)
     first_row = 1 if fmt.header else 0
-    if fmt.header and not lines:
-        raise UsageError(f"{path} is empty: re-download it with `{DOWNLOAD_HINT}`")
-    num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
     needs_label = split != "test"
+    num_columns = _check_layout(path, lines, fmt, split)
 
     text_a, text_b, labels, ids = [], [], [], []
     skipped = 0
     for line_number, line in enumerate(lines[first_row:], start=first_row + 1):
         if max_examples is not None and len(text_a) >= max_examples:
             break
+        if isinstance(line, UnicodeDecodeError):
+            if split == "train":
+                skipped += 1
+                continue
+            raise _not_utf8(path, line_number, line)
         cells = line.split("\t")
         problem = None
         if len(cells) != num_columns:
@@ -102,7 +150,9 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
             labels.append(label)
         ids.append(cells[fmt.index] if fmt.index is not None else "")
     if skipped:
-        logger.warning("%s: skipped %d malformed training rows (wrong column count or label)", path, skipped)
+        logger.warning(
+            "%s: skipped %d malformed training rows (wrong column count, label or not UTF-8)", path, skipped
+        )
     return Examples(
         task=task,
         split=split,

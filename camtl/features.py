@@ -169,7 +169,11 @@ def load_features(
         features = tokenize_examples(
             read_split(data_dir, task, split, max_examples), tokenizer, max_seq_length
         )
-        _atomic_save(features.to_state(key), path)
+        try:
+            _atomic_save(features.to_state(key), path)
+        except (OSError, RuntimeError) as error:  # a full disk costs the cache, not the run
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            logger.warning("cannot write the feature cache %s (%s): continuing without it", path, reason)
         return features
 
 

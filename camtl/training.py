@@ -12,19 +12,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
-from transformers import Trainer
+from transformers import Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
 
+from camtl.checkpoints import (
+    complete_checkpoint,
+    new_run_id,
+    prepare_staging,
+    rotate,
+    save_failure,
+    staging_dir,
+)
 from camtl.collation import MultiTaskCollator, select_examples, sequence_lengths
 from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import TaskDataset, TaskFeatures
 from camtl.metrics import AVERAGES, selection_score
+from camtl.run_settings import SETTINGS_FILE, CurrentCadence
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 
 logger = logging.getLogger(__name__)
@@ -148,15 +159,22 @@ class CaMtlTrainer(Trainer):
         dev_sets: dict[str, TaskFeatures] | None = None,
         task_sampler: TaskSampler | None = None,
         collator: MultiTaskCollator,
+        eval_collator: MultiTaskCollator | None = None,
+        run_id: str | None = None,
+        run_settings: dict | None = None,
         **kwargs,
     ):
         # eval_dataset only satisfies the Trainer's checks: evaluate() below reads self.dev_sets.
         super().__init__(*args, data_collator=collator, eval_dataset=dev_sets or None, **kwargs)
         self.collator = collator
+        self.eval_collator = eval_collator or collator
         self.dev_sets = dev_sets or {}
         self.task_sampler = task_sampler
         self.evaluations: list[dict] = []
         self.divergence_watch = DivergenceWatch(len(self.model.config.tasks))
+        self.run_id = run_id or new_run_id()
+        self.run_settings = run_settings or {}
+        self.add_callback(CurrentCadence)
         if train_sets:
             datasets = [TaskDataset(f, self.model.task_index(name)) for name, f in train_sets.items()]
             self.train_dataset = ConcatDataset(datasets)
@@ -268,7 +286,7 @@ class CaMtlTrainer(Trainer):
         results = evaluate_tasks(
             self.model,
             self.dev_sets,
-            self.collator,
+            self.eval_collator,
             self.args.per_device_eval_batch_size,
             autocast=lambda: mixed_precision(self.args, self.model.device),
         )
@@ -295,15 +313,58 @@ class CaMtlTrainer(Trainer):
         all tasks, which is the GLUE average (without WNLI) for GLUE tasks alone."""
         return max(self.evaluations, key=lambda e: selection_score(e["results"]), default=None)
 
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is written, the Trainer's output goes into its temporary folder.
+        staging = getattr(self, "_staging", None)
+        return str(staging) if staging is not None else super()._get_output_dir(trial)
+
     def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint plus camtl's counters and run settings, written under a temporary name
+        and renamed when complete (camtl.checkpoints): ``checkpoint-N`` is whole or absent."""
         self.stop_if_diverged()  # never a checkpoint of diverged weights
-        super()._save_checkpoint(model, trial)
-        checkpoint = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        run_dir = Path(super()._get_output_dir(trial))
+        step = self.state.global_step
+        staged = staging_dir(run_dir, step) / f"checkpoint-{step}"
+        try:
+            if self.is_world_process_zero():
+                prepare_staging(run_dir, step)
+            self.accelerator.wait_for_everyone()
+            self._staging = staged.parent
+            super()._save_checkpoint(model, trial)  # its rotation sees only the temporary folder
+            self._staging = None
+            self._save_camtl_state(staged)
+            self.accelerator.wait_for_everyone()  # every rank's files are in before the marker
+            if self.is_world_process_zero():
+                final = complete_checkpoint(staged, run_dir, self.run_id, step, self.args.world_size)
+                rotate(run_dir, self.args.save_total_limit, keep=final)
+            self.accelerator.wait_for_everyone()
+        except Exception as error:  # a full disk, most often: say so, and which checkpoint is intact
+            failure = save_failure(error, run_dir, step, self.run_id, self.args.world_size)
+            if failure is error:
+                raise
+            raise failure from None
+        finally:
+            self._staging = None
+            if self.is_world_process_zero():
+                shutil.rmtree(staged.parent, ignore_errors=True)
+
+    def _save_camtl_state(self, checkpoint: Path) -> None:
         if hasattr(self, "usage"):  # every rank keeps its own counters
-            checkpoint.mkdir(parents=True, exist_ok=True)
             torch.save(self.usage.state_dict(), checkpoint / sampling_state_file(self.args.process_index))
         if self.is_world_process_zero():
             (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
+            (checkpoint / SETTINGS_FILE).write_text(json.dumps(self.run_settings, indent=2))
+
+    def train_or_restore(self, resume: str | None) -> None:
+        """Train, resuming from ``resume`` when given. A checkpoint saved at the last step is only loaded:
+        the Trainer would run one more step on it (at learning rate 0, but counted by the sampler)."""
+        state_file = Path(resume) / TRAINER_STATE_NAME if resume else None
+        state = TrainerState.load_from_json(str(state_file)) if state_file else None
+        if state is None or state.global_step < state.max_steps:
+            self.train(resume_from_checkpoint=resume)
+            return
+        self._load_from_checkpoint(resume)
+        self.state = state
 
     def load_sampling_state(self, checkpoint: str) -> None:
         """Restore the task-usage counters and evaluation history saved with a checkpoint."""

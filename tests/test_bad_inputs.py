@@ -10,22 +10,33 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from bad_input_setups import (
+    FULL_DISK,
+    READ_ONLY,
+    ROOT,
+    Setup,
+    Sources,
+    append_row,
+    damaged_data,
+    read_only_dir,
+    trained_run,
+    truncate,
+    truncated_checkpoint_weights,
+    write,
+    zero_middle,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 EARLIER_RESULTS = b'{"rte": {"accuracy": 0.625}, "glue_average": 0.625}\n'
-
-Setup = Callable[[Path, Path], None]  # (the case's directory, the checkpoint) -> None
 
 
 def flags(*extra: str, **options: str | None) -> list[str]:
@@ -54,48 +65,13 @@ def train(*extra: str, **options: str | None) -> list[str]:
     return flags("--do_train", "--overwrite_output_dir", "--max_steps", "2", *extra, **options)
 
 
-def write(relative: str, content: str) -> Setup:
-    def setup(work: Path, checkpoint: Path) -> None:
-        (work / relative).parent.mkdir(parents=True, exist_ok=True)
-        (work / relative).write_text(content)
-
-    return setup
-
-
-def damaged_data(relative: str, damage: Callable[[Path], None]) -> Setup:
-    """A copy of the fixture GLUE folder at {work}/data with one file damaged."""
-
-    def setup(work: Path, checkpoint: Path) -> None:
-        shutil.copytree(FIXTURES, work / "data")
-        damage(work / "data" / relative)
-
-    return setup
-
-
-def append_row(row: str) -> Callable[[Path], None]:
-    def damage(path: Path) -> None:
-        text = path.read_bytes()
-        path.write_bytes(text + (b"" if text.endswith(b"\n") else b"\n") + row.encode() + b"\n")
-
-    return damage
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def truncated_checkpoint_weights(work: Path, checkpoint: Path) -> None:
-    """A copy of the checkpoint at {work}/checkpoint whose model.safetensors lost its second half."""
-    shutil.copytree(checkpoint, work / "checkpoint")
-    truncate(work / "checkpoint" / "model.safetensors")
-
-
 @dataclass(frozen=True)
 class Case:
     argv: list[str]
     expect: str  # a distinctive part of the answer: the flag or file it names, or the fix
     setup: Setup | None = None
     env: dict[str, str | None] = field(default_factory=dict)  # None removes the variable
+    wrap: list[str] | None = None  # a command that runs ``python run.py ...`` given as its arguments
 
 
 # An empty Hugging Face cache and no proxy: bert-base-cased can only come from the hub.
@@ -132,6 +108,21 @@ CASES = {
     "config file followed by flags": Case(
         ["{work}/config.json", "--do_eval"], "move --do_eval into", write("config.json", '{"do_eval": true}')
     ),
+    "--max_grad_norm nan": Case(train("--max_grad_norm", "nan"), "--max_grad_norm must be a finite number"),
+    "--weight_decay nan": Case(train("--weight_decay", "nan"), "--weight_decay must be a finite number"),
+    "--adam_beta2 1": Case(train("--adam_beta2", "1"), "--adam_beta2 must be in [0, 1)"),
+    "--adam_epsilon 0": Case(train("--adam_epsilon", "0"), "--adam_epsilon must be a finite number > 0"),
+    "--save_steps 0": Case(train("--save_steps", "0"), "--save_steps must be positive"),
+    "--save_total_limit 0": Case(train("--save_total_limit", "0"), "--save_total_limit must be positive"),
+    "--load_best_model_at_end": Case(train("--load_best_model_at_end"), "--load_best_model_at_end is not"),
+    "config value of the wrong type": Case(
+        ["{work}/config.json"],
+        "key 'learning_rate': expected a number, got \"fast\"",
+        write("config.json", '{"do_train": true, "learning_rate": "fast"}'),
+    ),
+    "config with an unknown key": Case(
+        ["{work}/config.json"], "unknown key 'lerning_rate'", write("config.json", '{"lerning_rate": 1}')
+    ),
     # Task sampling
     "conflicting samplers": Case(
         train("--task_sampling", "uniform", "--use_mt_uncertainty"), "conflicts with --use_mt_uncertainty"
@@ -145,7 +136,7 @@ CASES = {
     "--tasks naming no task": Case(evaluate(tasks=","), "--tasks names no task"),
     "missing --data_dir": Case(evaluate(data_dir="{work}/glue"), "glue does not exist: get GLUE with"),
     "empty --data_dir": Case(
-        evaluate(data_dir="{work}/glue"), "is empty", lambda work, checkpoint: (work / "glue").mkdir()
+        evaluate(data_dir="{work}/glue"), "is empty", lambda work, sources: (work / "glue").mkdir()
     ),
     "missing dev split for --do_eval": Case(
         evaluate(data_dir="{work}/data"), "RTE/dev.tsv", damaged_data("RTE/dev.tsv", Path.unlink)
@@ -171,6 +162,35 @@ CASES = {
         flags("--do_predict", data_dir="{work}/data"),
         "RTE/test.tsv:12 has 4 columns",
         damaged_data("RTE/test.tsv", append_row("99\tone\ttwo\tthree")),
+    ),
+    "dev file with a row that is not UTF-8": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv:14 is not valid UTF-8 (byte 0xe9",
+        damaged_data(
+            "RTE/dev.tsv", lambda path: path.write_bytes(path.read_bytes() + b"99\tcaf\xe9\tx\tentailment\n")
+        ),
+    ),
+    "dev file in UTF-16": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv is UTF-16 encoded",
+        damaged_data("RTE/dev.tsv", lambda path: path.write_bytes(path.read_text().encode("utf-16"))),
+    ),
+    "dev file with a header only": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv has a header but no rows",
+        damaged_data("RTE/dev.tsv", lambda path: path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n")),
+    ),
+    "test file with a header only, with --do_predict": Case(
+        flags("--do_predict", data_dir="{work}/data"),
+        "RTE/test.tsv has a header but no rows",
+        damaged_data(
+            "RTE/test.tsv", lambda path: path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n")
+        ),
+    ),
+    "dev header with fewer columns than the task reads": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv:1 has a header of 2 columns, expected at least 4",
+        damaged_data("RTE/dev.tsv", lambda path: path.write_text("index\tsentence1\n0\tA man.\n")),
     ),
     # The model
     "hub name, hub unreachable": Case(
@@ -229,37 +249,77 @@ CASES = {
     "--resume_from_checkpoint latest without one": Case(
         train("--resume_from_checkpoint", "latest"), "no checkpoint-N folder"
     ),
+    "--output_dir inside a file": Case(
+        evaluate(output_dir="{work}/results.txt/out"),
+        "results.txt is a file, not a directory",
+        write("results.txt", ""),
+    ),
+    "--output_dir on a read-only file system": Case(
+        train(output_dir="{work}/ro/out"),
+        "is not writable (permission denied" if not ROOT else "is on a read-only file system",
+        read_only_dir,
+        wrap=READ_ONLY if ROOT else None,
+    ),
+    "--output_dir on a full disk": Case(
+        train(output_dir="{work}/full/out"),
+        "has no space left on its device",
+        lambda work, sources: (work / "full").mkdir(),
+        wrap=FULL_DISK,
+    ),
+    "--resume_from_checkpoint with a piece missing": Case(
+        train("--resume_from_checkpoint", "{work}/run/checkpoint-2"),
+        "checkpoint-2 is incomplete or damaged: optimizer.pt is missing: resume from",
+        trained_run(lambda run: (run / "checkpoint-2" / "optimizer.pt").unlink()),
+    ),
+    "--resume_from_checkpoint with a damaged piece": Case(
+        train("--resume_from_checkpoint", "{work}/run/checkpoint-2"),
+        "optimizer.pt is damaged",
+        trained_run(lambda run: zero_middle(run / "checkpoint-2" / "optimizer.pt")),
+    ),
+    "--resume_from_checkpoint latest, no complete checkpoint": Case(
+        train("--resume_from_checkpoint", "latest", output_dir="{work}/run"),
+        "no complete checkpoint of this run",
+        trained_run(lambda run: [(c / "camtl_checkpoint.json").unlink() for c in run.glob("checkpoint-*")]),
+    ),
+    "resume with another --seed": Case(
+        train("--resume_from_checkpoint", "{work}/run/checkpoint-2", "--seed", "3"),
+        "was trained with --seed 42 (now 3)",
+        trained_run(),
+    ),
 }
 
 
-def run_run_py(argv: list[str], env: dict[str, str | None]) -> subprocess.CompletedProcess:
+def run_run_py(
+    argv: list[str], env: dict[str, str | None], wrap: list[str] | None = None
+) -> subprocess.CompletedProcess:
     environment = dict(os.environ)
     for name, value in env.items():
         if value is None:
             environment.pop(name, None)
         else:
             environment[name] = value
-    command = [sys.executable, "run.py", *argv]
+    command = [*(wrap or []), sys.executable, "run.py", *argv]
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=300)
 
 
-def run_case(case: Case, work: Path, tiny_bert: Path, checkpoint: Path) -> subprocess.CompletedProcess:
+def run_case(case: Case, work: Path, tiny_bert: Path, sources: Sources) -> subprocess.CompletedProcess:
     """Run one case in ``work``, whose out/ holds an earlier run's eval_results.json."""
     (work / "out").mkdir(parents=True)
     (work / "out" / "eval_results.json").write_bytes(EARLIER_RESULTS)
     if case.setup:
-        case.setup(work, checkpoint)
+        case.setup(work, sources)
     places = {
         "work": work,
         "out": work / "out",
         "cache": work / "cache",
         "fixtures": FIXTURES,
         "tiny_bert": tiny_bert,
-        "checkpoint": checkpoint,
+        "checkpoint": sources.checkpoint,
     }
     argv = [part.format(**places) for part in case.argv]
     env = {name: value if value is None else value.format(**places) for name, value in case.env.items()}
-    return run_run_py(argv, env)
+    wrap = [part.format(**places) for part in case.wrap] if case.wrap else None
+    return run_run_py(argv, env, wrap)
 
 
 def evaluate_twice_with_a_corrupt_cache(work: Path, tiny_bert: Path) -> list[subprocess.CompletedProcess]:
@@ -289,14 +349,25 @@ def checkpoint(tiny_bert, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def answers(tiny_bert, checkpoint, tmp_path_factory) -> dict:
+def trained(tiny_bert, tmp_path_factory) -> Path:
+    """A 2-step training run with the flags of ``train()`` (so only a case's own change differs)."""
+    root = tmp_path_factory.mktemp("trained")
+    places = {"out": root / "run", "cache": root / "cache", "fixtures": FIXTURES, "tiny_bert": tiny_bert}
+    result = run_run_py([part.format(**places) for part in train("--save_steps", "1")], {})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def answers(tiny_bert, checkpoint, trained, tmp_path_factory) -> dict:
     """Every case's finished subprocess (and the corrupt-cache runs), keyed by name, with its directory."""
     root = tmp_path_factory.mktemp("bad-inputs")
+    sources = Sources(checkpoint=checkpoint, trained=trained)
     with ThreadPoolExecutor(max_workers=min(8, max(2, os.cpu_count() or 2))) as pool:
         corrupt_cache = pool.submit(evaluate_twice_with_a_corrupt_cache, root / "corrupt-cache", tiny_bert)
         works = {name: root / f"case-{index}" for index, name in enumerate(CASES)}
         futures = {
-            name: pool.submit(run_case, CASES[name], works[name], tiny_bert, checkpoint) for name in CASES
+            name: pool.submit(run_case, CASES[name], works[name], tiny_bert, sources) for name in CASES
         }
         answers = {name: (works[name], futures[name].result()) for name in CASES}
         answers["corrupt cache"] = (root / "corrupt-cache", corrupt_cache.result())

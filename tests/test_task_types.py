@@ -1,4 +1,4 @@
-"""Task types beyond sentence classification: reading, tokenizing, batching, heads, losses, entropies, metrics.
+"""Task types beyond sentence classification: reading, tokenizing, batching, heads, losses, metrics.
 
 The model-level tests build one mixed batch of every type (classification, regression, multiple choice
 with 2 and 5 choices, token classification, masked LM) and check it against each example run alone.
@@ -21,7 +21,8 @@ from camtl.tasks import TASKS
 # Splits and sizes as ../shared/data/README.md gives them.
 SHARED_SIZES = {
     ("commonsenseqa", "train"): 9741, ("commonsenseqa", "dev"): 1221, ("commonsenseqa", "test"): 1140,
-    ("copa", "train"): 400, ("copa", "dev"): 100, ("cb", "train"): 250, ("cb", "dev"): 56, ("cb", "test"): 250,
+    ("copa", "train"): 400, ("copa", "dev"): 100,
+    ("cb", "train"): 250, ("cb", "dev"): 56, ("cb", "test"): 250,
     ("wic", "train"): 5428, ("wic", "dev"): 638, ("boolq", "dev"): 3270, ("wnut17", "train"): 3394,
     ("wnut17", "dev"): 1009, ("wnut17", "test"): 1287, ("snli", "dev"): 9842, ("snli", "test"): 9824,
     ("scitail", "dev"): 2126,
@@ -61,14 +62,16 @@ def examples_of(task: str):
 
     rows = {
         "cola": dict(text_a=["the cat sat", "sat cat the on"], text_b=None, labels=[1.0, 0.0]),
-        "sts-b": dict(text_a=["a dog runs", "two cats"], text_b=["a dog is running", "a bus"], labels=[4.5, 0.2]),
+        "sts-b": dict(text_a=["a dog runs", "two cats"], text_b=["a dog is running", "a bus"],
+                      labels=[4.5, 0.2]),
         "copa": dict(text_a=["it rained. What was the effect?"], text_b=None, labels=[1.0],
                      choices=[["the sun shone", "the street got wet"]]),
         "commonsenseqa": dict(text_a=["where do you keep milk?"], text_b=None, labels=[2.0],
                               choices=[["a shoe", "a car", "a fridge", "a book", "a tree"]]),
         "wnut17": dict(text_a=[["Paris", "is", "nice"], ["I", "met", "John", "Smith"]], text_b=None,
                        labels=[[7, 0, 0], [0, 0, 9, 10]]),
-        "wikitext2-mlm": dict(text_a=["the cat sat on the mat and the dog sat on the log"], text_b=None, labels=None),
+        "wikitext2-mlm": dict(text_a=["the cat sat on the mat and the dog sat on the log"], text_b=None,
+                              labels=None),
     }[task]  # fmt: skip
     return Examples(task=task, split="dev", ids=[str(i) for i in range(len(rows["text_a"]))], **rows)
 
@@ -83,8 +86,9 @@ def test_tokenization_per_type(bundled_tokenizer):
     labels = tagged.token_labels[tagged.offsets[1] : tagged.offsets[2]].tolist()
     words = bundled_tokenizer(["I", "met", "John", "Smith"], is_split_into_words=True)
     assert tokens == words["input_ids"]
-    expected = [IGNORE] + [[0, 0, 9, 10][w] if w is not None and (i == 1 or words.word_ids()[i - 1] != w) else IGNORE
-                           for i, w in enumerate(words.word_ids()) if i > 0]  # fmt: skip
+    word_ids = words.word_ids()
+    first = [w is not None and (i == 0 or word_ids[i - 1] != w) for i, w in enumerate(word_ids)]
+    expected = [[0, 0, 9, 10][w] if is_first else IGNORE for w, is_first in zip(word_ids, first, strict=True)]
     assert labels == expected and tagged.word_tags == [[7, 0, 0], [0, 0, 9, 10]]
     mlm = features_of("wikitext2-mlm", examples_of("wikitext2-mlm"), bundled_tokenizer, max_seq_length=8)
     lengths = mlm.sequence_lengths.tolist()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, PretrainedConfig
 
 from camtl.errors import UsageError
-from camtl.tasks import TASKS, TRAINABLE_TASKS, Task, canonical_task_name, register
+from camtl.tasks import TASKS, TRAINABLE_TASKS, Task, canonical_task_name, register_saved
 
 # Version of camtl's checkpoint layout: 2 wraps a stock Hugging Face backbone (the reference layouts);
 # checkpoints without it were written by camtl 0.1's hand-written encoder.
@@ -97,7 +97,7 @@ class CaMtlConfig(PretrainedConfig):
     def __post_init__(self, **kwargs):
         self.backbone = dict(self.backbone or {"model_type": "bert"})
         for spec in (self.task_specs or {}).values():
-            _register_saved(Task.from_dict(spec))
+            register_saved(Task.from_dict(spec))
         self.tasks = [canonical_task_name(task) for task in (self.tasks or TRAINABLE_TASKS)]
         self.task_specs = {task: TASKS[task].to_dict() for task in self.tasks}
         weights = {canonical_task_name(task): float(w) for task, w in (self.task_weights or {}).items()}
@@ -159,15 +159,3 @@ class CaMtlConfig(PretrainedConfig):
     def has_stream(self) -> bool:
         """The large layout's adapter stream (its adapters are the large layout's conditional adapters)."""
         return self.layout == "large" and "adapter" in self.conditional_modules
-
-
-def _register_saved(task: Task) -> None:
-    """A task from a checkpoint: registered when unknown; a known one must still have its type and labels."""
-    known = TASKS.get(task.name)
-    if known is None:
-        register(task)
-    elif (known.type, known.labels) != (task.type, task.labels):
-        raise UsageError(
-            f"the checkpoint's task '{task.name}' ({task.type}, labels {list(task.labels)}) is not this"
-            f" camtl's ({known.type}, labels {list(known.labels)}): rename the task in its task file"
-        )

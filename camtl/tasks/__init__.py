@@ -9,6 +9,7 @@ from camtl.tasks.registry import (
     evaluation_tasks,
     prediction_tasks,
     register,
+    register_saved,
     resolve_tasks,
     transfer_tasks,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "evaluation_tasks",
     "prediction_tasks",
     "register",
+    "register_saved",
     "resolve_tasks",
     "transfer_tasks",
 ]

@@ -31,6 +31,18 @@ def register(task: Task) -> None:
     TASKS[task.name] = task
 
 
+def register_saved(task: Task) -> None:
+    """A task from a checkpoint: registered when unknown; a known one must still have its type and labels."""
+    known = TASKS.get(task.name)
+    if known is None:
+        register(task)
+    elif (known.type, known.labels) != (task.type, task.labels):
+        raise UsageError(
+            f"the checkpoint's task '{task.name}' ({task.type}, labels {list(task.labels)}) is not this"
+            f" camtl's ({known.type}, labels {list(known.labels)}): rename the task in its task file"
+        )
+
+
 def canonical_task_name(name: str) -> str:
     """Map user spellings (``SST-2``, ``sst2``, ``STS-B``, ``MNLI-m``...) to the registry key."""
     key = name.strip().lower()

@@ -1,0 +1,77 @@
+"""``python run.py config.json``: a JSON object {flag: value} read as command-line flags.
+
+Each value is checked against its flag's type here, so a wrong one is reported with its key
+(``config.json: key 'learning_rate': expected a number, got "fast"``) rather than as a flag the user
+never typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers.hf_argparser import string_to_bool
+
+from camtl.errors import UsageError
+
+EXPECTED = {int: "a whole number", float: "a number", string_to_bool: "true or false"}
+
+
+def _as_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _checked_values(path: Path, key: str, value, action: argparse.Action) -> list[str]:
+    """The value as the flag's command-line words, or a UsageError naming the key."""
+
+    def wrong(expected: str) -> UsageError:
+        return UsageError(f"{path}: key {key!r}: expected {expected}, got {json.dumps(value)}")
+
+    if action.nargs == 0:  # a switch such as --no_average_tokens_across_devices
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return []
+    many = action.nargs in ("+", "*")
+    items = value if isinstance(value, list) and (many or len(value) == 1) else [value]
+    if isinstance(value, list) and not many and len(value) != 1:
+        raise wrong("a single value")
+    words = []
+    for item in items:
+        if isinstance(item, bool) and action.type in (int, float):
+            raise wrong(EXPECTED[action.type])
+        text = _as_text(item)
+        if action.type is not None and action.type is not str:
+            try:
+                converted = action.type(text)
+            except (ValueError, TypeError, argparse.ArgumentTypeError):
+                raise wrong(EXPECTED.get(action.type, "another value")) from None
+            if action.choices and converted not in action.choices:
+                raise wrong(f"one of {', '.join(map(str, action.choices))}")
+        words.append(text)
+    return words
+
+
+def config_file_to_flags(path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """A JSON config {flag: value} as command-line flags, so it gets the same parsing and checks."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read the config file {path}: {error}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"the config file {path} must hold one JSON object of flag names to values")
+    flags = []
+    for key, value in config.items():
+        action = parser._option_string_actions.get(f"--{key}")
+        if action is None:
+            raise UsageError(
+                f"{path}: unknown key {key!r}: use a flag name of python run.py --help, without --"
+            )
+        if value is None:
+            continue
+        words = _checked_values(path, key, value, action)
+        if action.nargs != 0 or value:  # a switch set to false is left out
+            flags += [f"--{key}", *words]
+    return flags

@@ -1,0 +1,62 @@
+"""Checks of the numeric training flags, each with a message that names the flag.
+
+transformers checks few of them, and some wrong values do not fail at all: ``--max_grad_norm nan`` turns
+clipping off, ``--weight_decay nan`` surfaces as a NaN loss that blames the learning rate, Adam betas
+outside [0, 1) fail inside torch after the model is loaded. Everything here runs while parsing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from camtl.errors import UsageError
+
+
+def _require(args, name: str, ok, expected: str) -> None:
+    value = getattr(args, name)
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+        raise UsageError(f"--{name} must be {expected}, got {value}")
+
+
+def _check_steps(args, name: str) -> None:
+    """A logging, saving or evaluation interval: a number of steps, or below 1 a fraction of the run."""
+    value = getattr(args, name)
+    if value is None:
+        return
+    _require(args, name, lambda v: v > 0, "positive (a number of steps, or a fraction of the run below 1)")
+    if value > 1 and value != int(value):
+        raise UsageError(f"--{name} must be a whole number of steps above 1, got {value}")
+
+
+def check_training_numbers(args) -> None:
+    """Every numeric training flag is finite and in its range; call before TrainingArguments' own checks."""
+    _require(args, "learning_rate", lambda v: v >= 0, "a finite number >= 0")
+    _require(args, "weight_decay", lambda v: v >= 0, "a finite number >= 0")
+    _require(args, "max_grad_norm", lambda v: v >= 0, "a finite number >= 0 (0 turns clipping off)")
+    for name in ("adam_beta1", "adam_beta2"):
+        _require(args, name, lambda v: 0 <= v < 1, "in [0, 1)")
+    _require(args, "adam_epsilon", lambda v: v > 0, "a finite number > 0, such as 1e-8")
+    _require(args, "label_smoothing_factor", lambda v: 0 <= v < 1, "in [0, 1)")
+    _require(args, "warmup_steps", lambda v: v >= 0, "a number of steps >= 0 (or a fraction below 1)")
+    _require(args, "num_train_epochs", lambda v: v >= 0, "a finite number of epochs")
+    _require(args, "eval_delay", lambda v: v >= 0, "a finite number >= 0")
+    if args.max_steps < -1:
+        raise UsageError(
+            f"--max_steps must be positive (or -1 to train --num_train_epochs), got {args.max_steps}"
+        )
+    for name in ("logging_steps", "save_steps", "eval_steps"):
+        _check_steps(args, name)
+    if args.save_total_limit is not None and args.save_total_limit <= 0:
+        raise UsageError(
+            "--save_total_limit must be positive (or left out to keep every checkpoint),"
+            f" got {args.save_total_limit}"
+        )
+    if args.dataloader_num_workers < 0:
+        raise UsageError(f"--dataloader_num_workers must be 0 or more, got {args.dataloader_num_workers}")
+    if args.eval_accumulation_steps is not None and args.eval_accumulation_steps <= 0:
+        raise UsageError(f"--eval_accumulation_steps must be positive, got {args.eval_accumulation_steps}")
+    if args.load_best_model_at_end:
+        raise UsageError(
+            "--load_best_model_at_end is not supported: camtl picks the best evaluation by GLUE average"
+            " (eval_history.json names its checkpoint); drop the flag"
+        )

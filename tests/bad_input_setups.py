@@ -1,0 +1,92 @@
+"""How the bad-input catalogue (tests/test_bad_inputs.py) prepares its cases: damaged copies of the GLUE
+fixtures and of a trained run, a read-only directory, a full disk."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
+
+ROOT = os.geteuid() == 0  # root ignores permission bits: a read-only bind mount is needed instead
+
+
+@dataclass(frozen=True)
+class Sources:
+    checkpoint: Path  # a saved camtl model (tasks rte and sst-2), no training state
+    trained: Path  # the output directory of a 2-step training run with checkpoint-1 and checkpoint-2
+
+
+Setup = Callable[[Path, Sources], None]  # (the case's directory, the sources) -> None
+
+
+def write(relative: str, content: str) -> Setup:
+    def setup(work: Path, sources: Sources) -> None:
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
+        (work / relative).write_text(content)
+
+    return setup
+
+
+def damaged_data(relative: str, damage: Callable[[Path], None]) -> Setup:
+    """A copy of the fixture GLUE folder at {work}/data with one file damaged."""
+
+    def setup(work: Path, sources: Sources) -> None:
+        shutil.copytree(FIXTURES, work / "data")
+        damage(work / "data" / relative)
+
+    return setup
+
+
+def append_row(row: str) -> Callable[[Path], None]:
+    def damage(path: Path) -> None:
+        text = path.read_bytes()
+        path.write_bytes(text + (b"" if text.endswith(b"\n") else b"\n") + row.encode() + b"\n")
+
+    return damage
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def truncated_checkpoint_weights(work: Path, sources: Sources) -> None:
+    """A copy of the checkpoint at {work}/checkpoint whose model.safetensors lost its second half."""
+    shutil.copytree(sources.checkpoint, work / "checkpoint")
+    truncate(work / "checkpoint" / "model.safetensors")
+
+
+def trained_run(damage: Callable[[Path], None] = lambda run: None) -> Setup:
+    """A copy of the trained run at {work}/run, damaged by ``damage(run)``."""
+
+    def setup(work: Path, sources: Sources) -> None:
+        shutil.copytree(sources.trained, work / "run")
+        damage(work / "run")
+
+    return setup
+
+
+def zero_middle(path: Path) -> None:
+    """Same size, other bytes: only a checksum can tell."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def read_only_dir(work: Path, sources: Sources) -> None:
+    (work / "ro").mkdir()
+    if not ROOT:
+        (work / "ro").chmod(0o555)
+
+
+# Run inside a mount namespace of its own (unshare -rm needs no privileges): a read-only bind mount of
+# {work}/ro when running as root, a 256 KiB tmpfs filled to the brim at {work}/full.
+READ_ONLY = ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', "{work}/ro"]
+FULL_DISK = [
+    "unshare", "-rm", "sh", "-c",
+    'mount -t tmpfs -o size=256k tmpfs "$0" && cat /dev/zero > "$0/fill" 2>/dev/null; exec "$@"',
+    "{work}/full",
+]  # fmt: skip

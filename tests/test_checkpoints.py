@@ -1,0 +1,169 @@
+"""camtl.checkpoints and camtl.run_settings without training: which checkpoint ``latest`` takes, what an
+explicit one must hold, what --overwrite_output_dir removes, and which changed settings a resume refuses."""
+
+import dataclasses
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from camtl.arguments import DataArguments, ModelArguments
+from camtl.checkpoints import (
+    MARKER,
+    begin_run,
+    check_explicit,
+    choose_latest,
+    complete_checkpoint,
+    prepare_staging,
+    required_files,
+    write_run_file,
+)
+from camtl.errors import UsageError
+from camtl.run_settings import DEFINING, HARMLESS, SETTINGS, compare_settings, run_settings
+from run import parse_arguments
+
+
+def make_checkpoint(run_dir, step: int, run_id: str = "run-a"):
+    """A small checkpoint with every piece a resume needs, written the way the trainer writes one."""
+    staged = prepare_staging(run_dir, step)
+    save_file({"w": torch.zeros(3)}, staged / "model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "sampling_state.pt"):
+        torch.save({"state": torch.ones(4)}, staged / name)
+    for name in ("config.json", "trainer_state.json", "run_settings.json"):
+        (staged / name).write_text("{}")
+    return complete_checkpoint(staged, run_dir, run_id, step, world_size=1)
+
+
+def test_a_checkpoint_appears_complete_or_not_at_all(tmp_path):
+    final = make_checkpoint(tmp_path, 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4"]  # the temporary folder is gone
+    marker = json.loads((final / MARKER).read_text())
+    assert marker["step"] == 4 and marker["run_id"] == "run-a"
+    assert set(marker["files"]) >= set(required_files(1)) - {MARKER}
+    assert check_explicit(final, 1) == final
+
+
+def test_latest_takes_the_newest_complete_checkpoint_and_names_the_skipped(tmp_path, caplog):
+    write_run_file(tmp_path, "run-a")
+    make_checkpoint(tmp_path, 2)
+    make_checkpoint(tmp_path, 4)
+    (tmp_path / "checkpoint-4" / MARKER).unlink()  # as a kill during an older camtl's save left it
+    make_checkpoint(tmp_path, 6)
+    (tmp_path / "checkpoint-6" / "optimizer.pt").write_bytes(b"half")  # truncated by a full disk
+    prepare_staging(tmp_path, 8)  # a save that a kill interrupted
+    with caplog.at_level(logging.INFO):
+        assert choose_latest(tmp_path, 1) == tmp_path / "checkpoint-2"
+    assert f"skipping {tmp_path / 'checkpoint-6'}: optimizer.pt has 4 bytes" in caplog.text
+    assert f"skipping {tmp_path / 'checkpoint-4'}: it has no {MARKER}" in caplog.text
+    assert f"resuming from {tmp_path / 'checkpoint-2'}" in caplog.text
+
+
+def test_latest_never_takes_a_checkpoint_of_another_run(tmp_path):
+    make_checkpoint(tmp_path, 2, run_id="earlier")
+    write_run_file(tmp_path, "this-run")
+    with pytest.raises(
+        UsageError, match="no complete checkpoint of this run .checkpoint-2: it belongs to an"
+    ):
+        choose_latest(tmp_path, 1)
+
+
+def test_overwrite_output_dir_removes_the_earlier_run_so_resume_cannot_find_it(tmp_path, caplog):
+    make_checkpoint(tmp_path, 2, run_id="earlier")
+    make_checkpoint(tmp_path, 4, run_id="earlier")
+    write_run_file(tmp_path, "earlier")
+    (tmp_path / "eval_history.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    run_id = begin_run(tmp_path, resume=None, is_main=True)
+    assert run_id != "earlier"
+    assert "removing the earlier run's checkpoint-2, checkpoint-4, eval_history.json" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "run.json"]
+    with pytest.raises(UsageError, match="no checkpoint-N folder"):
+        choose_latest(tmp_path, 1)
+
+
+def test_a_resumed_run_keeps_its_id(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 2, run_id="run-a")
+    assert begin_run(tmp_path, resume=checkpoint, is_main=True) == "run-a"
+    assert json.loads((tmp_path / "run.json").read_text()) == {"run_id": "run-a"}
+    assert (tmp_path / "checkpoint-2").is_dir()
+
+
+@pytest.mark.parametrize("piece", ["optimizer.pt", "scheduler.pt", "rng_state.pth", "sampling_state.pt"])
+def test_a_checkpoint_without_a_piece_is_refused_naming_it_and_the_last_good_one(tmp_path, piece):
+    make_checkpoint(tmp_path, 2)
+    make_checkpoint(tmp_path, 4)
+    (tmp_path / "checkpoint-4" / piece).unlink()
+    with pytest.raises(
+        UsageError, match=rf"{piece} is missing: resume from {tmp_path / 'checkpoint-2'} instead"
+    ):
+        check_explicit(tmp_path / "checkpoint-4", 1)
+
+
+def test_two_processes_need_every_rank_s_state(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 2)
+    with pytest.raises(UsageError, match="rng_state_0.pth is missing"):
+        check_explicit(checkpoint, world_size=2)
+
+
+def settings_of(*flags: str, model_args_class=ModelArguments) -> tuple[dict, dict]:
+    base = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--report_to", "none"]
+    model_args, data_args, args = parse_arguments([*base, "--do_train", *flags])
+    model_args = model_args_class(**dataclasses.asdict(model_args))
+    data_args.max_seq_length = data_args.max_seq_length or 128
+    tasks = ["rte", "sst-2"]
+    defaults = {f.name: f.default for a in (model_args, data_args) for f in dataclasses.fields(a)}
+    return run_settings(model_args, data_args, args, tasks, data_args.resolve_sampler()), defaults
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--seed", "3"], "--seed 42 (now 3)"),
+        (["--max_seq_length", "64"], "--max_seq_length 128 (now 64)"),
+        (["--max_train_samples", "10"], "--max_train_samples None (now 10)"),
+        (["--layout", "large"], "--layout None (now large)"),
+        (["--task_sampling", "uniform"], "--task_sampling proportional (now uniform)"),
+        (["--per_device_train_batch_size", "8"], "--per_device_train_batch_size 32 (now 8)"),
+        (["--bf16"], "--bf16 False (now True)"),
+    ],
+)
+def test_a_resume_that_changes_a_defining_setting_is_refused_naming_it(flags, named):
+    recorded, defaults = settings_of()
+    current, _ = settings_of(*flags)
+    with pytest.raises(UsageError, match=rf"was trained with .*{named.replace('(', '.').replace(')', '.')}"):
+        compare_settings("ckpt", recorded, current, defaults)
+
+
+def test_harmless_changes_are_returned_for_a_notice():
+    recorded, defaults = settings_of("--save_steps", "4", "--use_mt_uncertainty")
+    current, _ = settings_of("--save_steps", "2", "--logging_steps", "1", "--task_sampling", "mt-uncertainty")
+    changes = compare_settings("ckpt", recorded, current, defaults)
+    assert changes == ["--logging_steps 500 (now 1)", "--save_steps 4 (now 2)"]
+
+
+def test_model_options_added_later_are_defining_without_touching_the_table():
+    @dataclasses.dataclass
+    class WithPooling(ModelArguments):
+        pooling: str = "cls"
+
+    recorded, defaults = settings_of()  # a checkpoint from before the option existed
+    current, _ = settings_of(model_args_class=WithPooling)
+    current["pooling"] = "cls"
+    assert compare_settings("ckpt", recorded, current, defaults | {"pooling": "cls"}) == []
+    current["pooling"] = "mean"
+    with pytest.raises(UsageError, match="--pooling cls .now mean."):
+        compare_settings("ckpt", recorded, current, defaults | {"pooling": "cls"})
+
+
+def test_the_table_classifies_every_field_it_names_and_model_data_fields_default_to_defining():
+    assert set(SETTINGS.values()) == {DEFINING, HARMLESS}
+    names = {f.name for cls in (ModelArguments, DataArguments) for f in dataclasses.fields(cls)}
+    assert {name for name in names if SETTINGS.get(name) == HARMLESS} == {
+        "data_dir",
+        "overwrite_cache",
+        "features_cache_dir",
+        "max_eval_samples",
+        "max_predict_samples",
+    }
