@@ -267,8 +267,9 @@ def save_failure(error: Exception, run_dir: Path, step: int, run_id: str, world_
 
 def _earlier_results(output_dir: Path) -> list[Path]:
     names = {"eval_results.json", "eval_history.json", "sampling_summary.json", "glue_submission.zip"}
-    names |= {task.submission_file for task in TASKS.values()}
+    names |= {task.submission_file for task in TASKS.values() if task.submission_file}
     found = [output_dir / name for name in sorted(names) if (output_dir / name).is_file()]
+    found += sorted((output_dir / "predictions").glob("*.jsonl"))
     return checkpoints_in(output_dir)[::-1] + found
 
 

@@ -167,7 +167,7 @@ def select_examples(batch: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[
     sequences = kept_rows[owner].nonzero().squeeze(1)  # (S') in order
     new_index = torch.full((len(owner),), -1, dtype=torch.long, device=keep.device)
     new_index[sequences] = torch.arange(len(sequences), device=keep.device)
-    selected = {key: batch[key][keep] for key in example_keys}
+    selected = {key: batch[key][keep] for key in example_keys if key in batch}
     selected |= {key: batch[key][sequences] for key in SEQUENCE_KEYS if key in batch}
     if "sequence_owner" in batch:
         selected["sequence_owner"] = rank[owner[sequences]]

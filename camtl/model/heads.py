@@ -149,13 +149,15 @@ class TaskHeads(nn.Module):
     def tables(self) -> dict[str, torch.Tensor]:
         """Per-task lookup tables, indexed by task id (rebuilt from the config, never saved)."""
         kinds = self.types
-        classes = torch.tensor(
-            [n if k == "classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)]
-        )
-        tags = torch.tensor(
-            [n if k == "token_classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)]
-        )
-        class_index, tag_index = torch.arange(int(classes.max())), torch.arange(int(tags.max()))
+        class_counts = [
+            n if k == "classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)
+        ]
+        tag_counts = [
+            n if k == "token_classification" else 1 for k, n in zip(kinds, self.num_labels, strict=True)
+        ]
+        # Sizes from Python lists: from_pretrained builds the model on the meta device, where .max() fails.
+        classes, tags = torch.tensor(class_counts), torch.tensor(tag_counts)
+        class_index, tag_index = torch.arange(max(class_counts)), torch.arange(max(tag_counts))
         types = torch.tensor([TYPE_CODES[kind] for kind in kinds])
         return {
             "type_code": types,
