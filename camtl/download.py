@@ -82,7 +82,10 @@ def resolve_task_folders(spec: str) -> list[str]:
     folders = set()
     for name in names:
         try:
-            folders.add(TASKS[canonical_task_name(name)].folder)
+            task = TASKS[canonical_task_name(name)]
+            if not task.glue:
+                raise UsageError(name)
+            folders.add(task.folder)
         except UsageError:
             raise UsageError(
                 f"unknown task '{name}' in --tasks: use 'all' or some of {CLASSIC_NAMES}"
@@ -96,7 +99,7 @@ def expected_files(folder: str) -> list[str]:
         {
             split.filename
             for task in TASKS.values()
-            if task.folder == folder
+            if task.folder == folder and task.glue
             for split in (task.train, task.dev, task.test)
             if split is not None
         }

@@ -218,7 +218,7 @@ CASES = {
         write("old/config.json", '{"model_type": "camtl", "layout": "base", "backbone": {}}'),
     ),
     "architecture option that differs from the checkpoint's": Case(
-        evaluate("--attention_film", "per_block", model_name_or_path="{checkpoint}"),
+        evaluate("--attention_film", "per_block", model_name_or_path="{checkpoint}", tasks=None),
         "has attention_film='shared', not 'per_block'",
     ),
     "checkpoint trained on other tasks": Case(

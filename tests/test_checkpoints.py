@@ -145,16 +145,16 @@ def test_harmless_changes_are_returned_for_a_notice():
 
 def test_model_options_added_later_are_defining_without_touching_the_table():
     @dataclasses.dataclass
-    class WithPooling(ModelArguments):
-        pooling: str = "cls"
+    class WithNewOption(ModelArguments):
+        new_option: str = "old"
 
     recorded, defaults = settings_of()  # a checkpoint from before the option existed
-    current, _ = settings_of(model_args_class=WithPooling)
-    current["pooling"] = "cls"
-    assert compare_settings("ckpt", recorded, current, defaults | {"pooling": "cls"}) == []
-    current["pooling"] = "mean"
-    with pytest.raises(UsageError, match="--pooling cls .now mean."):
-        compare_settings("ckpt", recorded, current, defaults | {"pooling": "cls"})
+    current, _ = settings_of(model_args_class=WithNewOption)
+    current["new_option"] = "old"
+    assert compare_settings("ckpt", recorded, current, defaults | {"new_option": "old"}) == []
+    current["new_option"] = "new"
+    with pytest.raises(UsageError, match="--new_option old .now new."):
+        compare_settings("ckpt", recorded, current, defaults | {"new_option": "old"})
 
 
 def test_the_table_classifies_every_field_it_names_and_model_data_fields_default_to_defining():
