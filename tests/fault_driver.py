@@ -2,9 +2,9 @@
 
     python tests/fault_driver.py WORK_DIR POINT[,POINT...] -- RUN_FLAGS...
 
-RUN_FLAGS name the output directory as ``{out}``. The driver imports torch, transformers and camtl once
-and forks one child per run, so a run costs its training rather than its imports: first an uninterrupted
-``reference`` run, then one run per POINT that SIGKILLs itself at that moment (a real SIGKILL: the process
+RUN_FLAGS name the output directory as ``{out}``. Each run is a child forked by tests/forked_runs.py
+(torch, transformers and camtl are imported once): first an uninterrupted ``reference`` run, then one run
+per POINT that SIGKILLs itself at that moment (a real SIGKILL: the process
 dies at once, leaving whatever it had half written), then each of those resumed with
 ``--resume_from_checkpoint latest``. WORK_DIR/report.json holds how every child ended (its exit code, or
 minus the signal that killed it); WORK_DIR/<name>.log its output.
@@ -20,18 +20,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-os.environ["TOKENIZERS_PARALLELISM"] = "false"  # no tokenizer threads across fork()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import transformers.modeling_utils as modeling_utils  # noqa: E402
+from forked_runs import run_all  # noqa: E402  (imports run.py once, for every child)
 from transformers.trainer_callback import CallbackHandler, TrainerState  # noqa: E402
 
-import run  # noqa: E402
 from camtl.training import CaMtlTrainer  # noqa: E402
-
-PARALLEL = 2
 
 
 def die() -> None:
@@ -168,53 +164,20 @@ POINTS: dict[str, Callable[[], None]] = {
 }
 
 
-def child(argv: list[str], log: Path, fault: Callable[[], None] | None) -> None:
-    """In the forked child: run.main with its output in ``log``; never returns."""
-    code = 99
-    try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        torch.set_num_threads(1)
-        if fault:
-            fault()
-        run.main(argv)
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def run_all(jobs: list[tuple[str, list[str], Callable[[], None] | None]], work: Path) -> dict[str, int]:
-    """Fork the jobs, PARALLEL at a time; each one's exit code, or minus the signal that ended it."""
-    results, running, pending = {}, {}, list(jobs)
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            name, argv, fault = pending.pop(0)
-            pid = os.fork()
-            if pid == 0:
-                child(argv, work / f"{name}.log", fault)
-            running[pid] = name
-        pid, status = os.wait()
-        name = running.pop(pid)
-        results[name] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    return results
-
-
 def main() -> None:
     work, points = Path(sys.argv[1]), sys.argv[2].split(",")
     template = sys.argv[sys.argv.index("--") + 1 :]
 
-    def flags(name: str, *extra: str) -> list[str]:
-        return [part.replace("{out}", str(work / name)) for part in template] + list(extra)
+    def job(name: str, fault: Callable[[], None] | None, *extra: str):
+        argv = [part.replace("{out}", str(work / name.removesuffix("-resumed"))) for part in template]
+        log = work / f"{name}.log"
+        return name, argv + list(extra), log, log, fault
 
-    report = {"reference": run_all([("reference", flags("reference"), None)], work)}  # fills the cache
-    report["first"] = run_all([(p, flags(p), POINTS[p]) for p in points], work)
-    resumed = [(f"{p}-resumed", flags(p, "--resume_from_checkpoint", "latest"), None) for p in points]
-    report["resumed"] = run_all(resumed, work)
+    report = {"reference": run_all([job("reference", None)])}  # alone: it fills the feature cache
+    report["first"] = run_all([job(p, POINTS[p]) for p in points])
+    report["resumed"] = run_all(
+        [job(f"{p}-resumed", None, "--resume_from_checkpoint", "latest") for p in points]
+    )
     (work / "report.json").write_text(json.dumps(report, indent=2))
 
 

@@ -1,6 +1,8 @@
 """The bad-input catalogue: run.py answers every bad input with one line and exit code 2.
 
-Each case runs ``python run.py`` in a subprocess whose --output_dir holds the results of an earlier run.
+Each case runs run.py in a process of its own whose --output_dir holds the results of an earlier run:
+``python run.py`` for cases with an environment or a wrapper of their own, otherwise a child forked from
+one process that imported run.py once (tests/forked_runs.py), which saves most of the start-up time.
 The answer must come before any heavy work: exit code 2, stderr exactly one line ``error: ...`` that
 names the problem and the fix, no traceback, nothing on stdout, the earlier results untouched, nothing
 new in --output_dir (no checkpoint, no runs/) and no feature cache. The subprocesses run in parallel.
@@ -27,6 +29,7 @@ from bad_input_setups import (
     append_row,
     damaged_data,
     read_only_dir,
+    run_forked,
     trained_run,
     truncate,
     truncated_checkpoint_weights,
@@ -302,8 +305,9 @@ def run_run_py(
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=300)
 
 
-def run_case(case: Case, work: Path, tiny_bert: Path, sources: Sources) -> subprocess.CompletedProcess:
-    """Run one case in ``work``, whose out/ holds an earlier run's eval_results.json."""
+def prepare_case(case: Case, work: Path, tiny_bert: Path, sources: Sources) -> tuple[list, dict, list | None]:
+    """Set ``work`` up for one case (its out/ holds an earlier run's eval_results.json); its command line,
+    environment and wrapper with the placeholders filled."""
     (work / "out").mkdir(parents=True)
     (work / "out" / "eval_results.json").write_bytes(EARLIER_RESULTS)
     if case.setup:
@@ -319,7 +323,7 @@ def run_case(case: Case, work: Path, tiny_bert: Path, sources: Sources) -> subpr
     argv = [part.format(**places) for part in case.argv]
     env = {name: value if value is None else value.format(**places) for name, value in case.env.items()}
     wrap = [part.format(**places) for part in case.wrap] if case.wrap else None
-    return run_run_py(argv, env, wrap)
+    return argv, env, wrap
 
 
 def evaluate_twice_with_a_corrupt_cache(work: Path, tiny_bert: Path) -> list[subprocess.CompletedProcess]:
@@ -360,16 +364,21 @@ def trained(tiny_bert, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def answers(tiny_bert, checkpoint, trained, tmp_path_factory) -> dict:
-    """Every case's finished subprocess (and the corrupt-cache runs), keyed by name, with its directory."""
+    """Every case's finished run (and the corrupt-cache runs), keyed by name, with its directory. Cases with
+    an environment or a wrapper of their own run as ``python run.py``; the others, forked."""
     root = tmp_path_factory.mktemp("bad-inputs")
     sources = Sources(checkpoint=checkpoint, trained=trained)
-    with ThreadPoolExecutor(max_workers=min(8, max(2, os.cpu_count() or 2))) as pool:
+    works = {name: root / f"case-{index}" for index, name in enumerate(CASES)}
+    commands = {name: prepare_case(CASES[name], works[name], tiny_bert, sources) for name in CASES}
+    own_process = {name for name, (_, env, wrap) in commands.items() if env or wrap}
+    with ThreadPoolExecutor(max_workers=4) as pool:
         corrupt_cache = pool.submit(evaluate_twice_with_a_corrupt_cache, root / "corrupt-cache", tiny_bert)
-        works = {name: root / f"case-{index}" for index, name in enumerate(CASES)}
-        futures = {
-            name: pool.submit(run_case, CASES[name], works[name], tiny_bert, sources) for name in CASES
-        }
-        answers = {name: (works[name], futures[name].result()) for name in CASES}
+        futures = {name: pool.submit(run_run_py, *commands[name]) for name in own_process}
+        forked = run_forked(
+            {n: argv for n, (argv, _, _) in commands.items() if n not in own_process}, root / "logs"
+        )
+        results = forked | {name: future.result() for name, future in futures.items()}
+        answers = {name: (works[name], results[name]) for name in CASES}
         answers["corrupt cache"] = (root / "corrupt-cache", corrupt_cache.result())
     return answers
 
