@@ -12,7 +12,6 @@ import camtl  # noqa: F401  (first: it sets the OpenMP wait policy before torch 
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -43,17 +42,8 @@ from camtl.sampling import build_sampler
 from camtl.signals import GracefulStop
 from camtl.sources import task_data_dir
 from camtl.submission import write_predictions, write_submission
-from camtl.tasks import (
-    TASKS,
-    Task,
-    evaluation_tasks,
-    prediction_tasks,
-    register,
-    register_saved,
-    resolve_tasks,
-    transfer_tasks,
-)
-from camtl.tasks.task_file import load_task_file
+from camtl.tasks import TASKS
+from camtl.tasks.plan import TaskPlan, plan_tasks
 from camtl.training import CaMtlTrainer, mixed_precision
 
 logger = logging.getLogger("camtl")
@@ -180,32 +170,6 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
     return resume
 
 
-@dataclass(frozen=True)
-class TaskPlan:
-    """The tasks a run trains (the model's), evaluates (their dev splits, companions such as mnli-mm,
-    transfer tasks asked for) and predicts."""
-
-    trained: list[str]
-    evaluated: list[str]
-    predicted: list[str]
-
-
-def plan_tasks(data_args: DataArguments, saved: dict) -> TaskPlan:
-    """Register the task file's and the checkpoint's tasks, then resolve --tasks (default: the task file's,
-    the checkpoint's, or the nine GLUE tasks)."""
-    declared = []
-    if data_args.task_file:
-        for task in load_task_file(data_args.task_file):
-            register(task)
-            declared.append(task.name)
-    for spec in (saved.get("task_specs") or {}).values():
-        register_saved(Task.from_dict(spec))
-    names = data_args.tasks or declared or None
-    trained = resolve_tasks(names) if names or not saved.get("tasks") else saved["tasks"]
-    transfers = transfer_tasks(data_args.tasks, trained)
-    return TaskPlan(trained, evaluation_tasks(trained, transfers), prediction_tasks(trained, transfers))
-
-
 def collators(tokenizer, data_args: DataArguments) -> tuple[MultiTaskCollator, MultiTaskCollator]:
     """Training and evaluation collators: masked-LM evaluation masks the same positions every time."""
     options = {"pad_to_multiple_of": data_args.pad_to_multiple_of, "masking": Masking.of(tokenizer)}
@@ -230,7 +194,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     hf_logging.set_verbosity_warning()
 
     saved = saved_model_config(model_args.model_name_or_path)
-    plan = plan_tasks(data_args, saved)
+    plan = plan_tasks(data_args.tasks, data_args.task_file, saved)
     if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
         data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)
     sampler_name = data_args.resolve_sampler()
