@@ -13,24 +13,25 @@ SHARED_GLUE = REPO.parent / "shared" / "glue"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def required_folder(path: Path) -> Path:
+    """A data folder beside the checkout: CI has it, so there a missing one fails; elsewhere it skips."""
+    if not path.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {path} is missing")
+        pytest.skip(f"{path} not present on this machine")
+    return path
+
+
 @pytest.fixture
 def shared_glue() -> Path:
-    """The real GLUE mirror beside the checkout; CI has it, so there it must exist."""
-    if not SHARED_GLUE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {SHARED_GLUE} is missing")
-        pytest.skip(f"{SHARED_GLUE} not present on this machine")
-    return SHARED_GLUE
+    """The real GLUE mirror beside the checkout."""
+    return required_folder(SHARED_GLUE)
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    """The data beyond GLUE beside the checkout (CommonsenseQA, SuperGLUE, ...); CI has it too."""
-    if not SHARED_DATA.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {SHARED_DATA} is missing")
-        pytest.skip(f"{SHARED_DATA} not present on this machine")
-    return SHARED_DATA
+    """The data beyond GLUE beside the checkout (CommonsenseQA, SuperGLUE, ...)."""
+    return required_folder(SHARED_DATA)
 
 
 @pytest.fixture(scope="session")

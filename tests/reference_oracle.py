@@ -9,17 +9,17 @@ can be loaded into both models.
 from __future__ import annotations
 
 import importlib
-import os
 import re
 import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import torch
 from transformers import PreTrainedModel
 from transformers.models.bert import modeling_bert
+
+from tests.conftest import required_folder
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ca-mtl-authors"
 NUM_LABELS = {
@@ -74,10 +74,7 @@ def _init_weights_through_post_init(self) -> None:
 
 def import_reference() -> types.SimpleNamespace:
     """The authors' model, encoders and trainer modules; fails under CI=true when the code is missing."""
-    if not REFERENCE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the authors' code {REFERENCE} is missing")
-        pytest.skip(f"{REFERENCE} not present on this machine")
+    required_folder(REFERENCE)
     _install_import_shims()
     if str(REFERENCE) not in sys.path:
         sys.path.insert(0, str(REFERENCE))

@@ -65,7 +65,10 @@ def test_train_eval_predict_writes_every_output(tiny_bert, tmp_path):
     # Checkpoints are reloadable camtl models; sampling was logged.
     assert (out / "checkpoint-6" / "model.safetensors").is_file()
     summary = json.loads((out / "sampling_summary.json").read_text())
-    assert sum(summary[f"sampling/{t}/examples_drawn"] for t in TASKS if TASKS[t].head == t and TASKS[t].glue) == 12 * 4
+    assert (
+        sum(summary[f"sampling/{t}/examples_drawn"] for t in TASKS if TASKS[t].head == t and TASKS[t].glue)
+        == 12 * 4
+    )
     assert list((out / "runs").rglob("events.out.tfevents.*"))
 
     # Predict-only from the checkpoint gives the same predictions as the run that saved it.
