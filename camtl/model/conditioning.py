@@ -105,7 +105,7 @@ def _replace(root: nn.Module, path: str, replacement: nn.Module) -> None:
 def condition_backbone(backbone: nn.Module, config: CaMtlConfig) -> None:
     """Add the layout's conditional modules to ``backbone`` in place (names under its own modules)."""
     family = family_of(backbone.config.model_type)
-    hidden_size, eps = config.hidden_size, _norm_eps(backbone.config)
+    hidden_size, eps = config.hidden_size, norm_eps(backbone.config)
     if config.has_module("alignment"):
         target = family.embedding_output_of(backbone)
         target.conditional_alignment = ConditionalAlignment(hidden_size, hidden_size)
@@ -145,5 +145,6 @@ def _add_adapter(layer: nn.Module, family: Family, config: CaMtlConfig, eps: flo
     host.register_forward_hook(_adapt_pre_norm if family.pre_norm else _adapt_post_norm)
 
 
-def _norm_eps(backbone_config) -> float:
+def norm_eps(backbone_config) -> float:
+    """The epsilon of the backbone's layer norms (``layer_norm_eps``, ModernBERT's ``norm_eps``)."""
     return getattr(backbone_config, "layer_norm_eps", None) or getattr(backbone_config, "norm_eps", 1e-12)

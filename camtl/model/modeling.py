@@ -14,7 +14,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from camtl.errors import UsageError
-from camtl.model.conditioning import condition_backbone
+from camtl.model.conditioning import condition_backbone, norm_eps
 from camtl.model.configuration import CaMtlConfig
 from camtl.model.families import family_of
 from camtl.model.heads import HeadInputs, TaskHeads, pool, reduce_loss
@@ -64,7 +64,7 @@ class CaMtlModel(PreTrainedModel):
                 config.num_layers,
                 config.hidden_size,
                 config.hidden_size // 3,
-                getattr(self.backbone.config, "layer_norm_eps", 1e-12),
+                norm_eps(self.backbone.config),
                 config.adapter_activation,
                 residual=config.stream_residual,
             )
@@ -76,8 +76,7 @@ class CaMtlModel(PreTrainedModel):
             config,
             vocab_size=backbone_config.vocab_size,
             activation=getattr(backbone_config, "hidden_act", "gelu"),
-            eps=getattr(backbone_config, "layer_norm_eps", None)
-            or getattr(backbone_config, "norm_eps", 1e-12),
+            eps=norm_eps(backbone_config),
         )
         self.post_init()
         self.init_conditional_modules()
