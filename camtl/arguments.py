@@ -231,27 +231,7 @@ class CaMtlTrainingArguments(TrainingArguments):
     no_cuda: bool = field(default=False, metadata={"help": "Old name of --use_cpu"})
 
     def __post_init__(self):
-        if self.per_gpu_train_batch_size is not None:
-            logger.warning("--per_gpu_train_batch_size is --per_device_train_batch_size now; using it")
-            self.per_device_train_batch_size = self.per_gpu_train_batch_size
-        if self.per_gpu_eval_batch_size is not None:
-            logger.warning("--per_gpu_eval_batch_size is --per_device_eval_batch_size now; using it")
-            self.per_device_eval_batch_size = self.per_gpu_eval_batch_size
-        if self.evaluate_during_training:
-            logger.warning(
-                "--evaluate_during_training: evaluating every --logging_steps (%s)", self.logging_steps
-            )
-            self.eval_strategy = "steps"
-            self.eval_steps = self.logging_steps
-        if self.fp16_opt_level is not None:
-            logger.warning(
-                "--fp16_opt_level is ignored: mixed precision uses torch.amp, NVIDIA apex is not needed"
-            )
-        if self.no_cuda:
-            logger.warning("--no_cuda is --use_cpu now; using it")
-            self.use_cpu = True
-        if self.tpu_metrics_debug:
-            self.debug = "tpu_metrics_debug"
+        self._map_authors_flags()
         if self.warmup_proportion is not None:
             if not 0 <= self.warmup_proportion < 1:
                 raise UsageError(f"--warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
@@ -292,3 +272,27 @@ class CaMtlTrainingArguments(TrainingArguments):
                 f"--report_to {' '.join(missing)}: not installed here"
                 f" (available: {', '.join(available) or 'none'}): install it or use --report_to none"
             )
+
+    def _map_authors_flags(self) -> None:
+        """The flags of the authors' README that transformers dropped, onto their current equivalents."""
+        if self.per_gpu_train_batch_size is not None:
+            logger.warning("--per_gpu_train_batch_size is --per_device_train_batch_size now; using it")
+            self.per_device_train_batch_size = self.per_gpu_train_batch_size
+        if self.per_gpu_eval_batch_size is not None:
+            logger.warning("--per_gpu_eval_batch_size is --per_device_eval_batch_size now; using it")
+            self.per_device_eval_batch_size = self.per_gpu_eval_batch_size
+        if self.evaluate_during_training:
+            logger.warning(
+                "--evaluate_during_training: evaluating every --logging_steps (%s)", self.logging_steps
+            )
+            self.eval_strategy = "steps"
+            self.eval_steps = self.logging_steps
+        if self.fp16_opt_level is not None:
+            logger.warning(
+                "--fp16_opt_level is ignored: mixed precision uses torch.amp, NVIDIA apex is not needed"
+            )
+        if self.no_cuda:
+            logger.warning("--no_cuda is --use_cpu now; using it")
+            self.use_cpu = True
+        if self.tpu_metrics_debug:
+            self.debug = "tpu_metrics_debug"
