@@ -262,3 +262,22 @@ def test_masked_lm_uses_the_checkpoints_mlm_head_when_it_has_one(tmp_path, bundl
     assert torch.equal(model.heads.mlm.bias, head.bias)
     fresh = load_model("CA-MTL-mini", ["sst-2", "wikitext2-mlm"], max_seq_length=32)  # a BertModel: no head
     assert torch.count_nonzero(fresh.heads.mlm.bias) == 0
+
+
+def test_token_and_masked_lm_entropies_are_means_of_normalised_entropies(mixed):
+    model, items, collator = mixed
+    with torch.no_grad():
+        batch = collator([[item for item in items if item["task_id"] == 4][1]])
+        output = forward(model, batch)
+        labelled = batch["token_labels"][0] != IGNORE
+        probabilities = output.token_logits[0][labelled].softmax(-1)
+        per_word = -(probabilities * probabilities.clamp(min=1e-30).log()).sum(-1) / (math.log(13) + 1e-5)
+        torch.testing.assert_close(output.entropy[0], per_word.mean(), atol=1e-5, rtol=1e-5)
+        text = collator([items[-1]])
+        mlm = forward(model, text)
+        probabilities = mlm.mlm_logits.softmax(-1)
+        vocab = mlm.mlm_logits.shape[1]
+        per_position = -(probabilities * probabilities.clamp(min=1e-30).log()).sum(-1) / (
+            math.log(vocab) + 1e-5
+        )
+        torch.testing.assert_close(mlm.entropy[0], per_position.mean(), atol=1e-5, rtol=1e-5)
