@@ -163,6 +163,12 @@ class CaMtlTrainingArguments(TrainingArguments):
     warmup_proportion: float | None = field(
         default=None, metadata={"help": "Linear warmup over this fraction of the steps (default 0.1)"}
     )
+    head_lr_multiplier: float = field(
+        default=1.0,
+        metadata={
+            "help": "The task heads learn at this multiple of --learning_rate (default 1: the authors')"
+        },
+    )
     # Flags of the reference README that transformers dropped: accepted and mapped in __post_init__.
     evaluate_during_training: bool = field(default=False, metadata={"help": "Evaluate every --logging_steps"})
     per_gpu_train_batch_size: int | None = field(
@@ -220,6 +226,8 @@ class CaMtlTrainingArguments(TrainingArguments):
         ):
             if getattr(self, name) <= 0:
                 raise UsageError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.head_lr_multiplier < math.inf:
+            raise UsageError(f"--head_lr_multiplier must be a positive number, got {self.head_lr_multiplier}")
         if not 0 <= self.learning_rate < math.inf:
             raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
