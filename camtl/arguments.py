@@ -163,6 +163,13 @@ class CaMtlTrainingArguments(TrainingArguments):
     warmup_proportion: float | None = field(
         default=None, metadata={"help": "Linear warmup over this fraction of the steps (default 0.1)"}
     )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "group_by_length (default: each batch of examples of similar length; the task mix of an"
+            " epoch is unchanged) or random (batches padded to a random mix of lengths)"
+        },
+    )
     head_lr_multiplier: float = field(
         default=1.0,
         metadata={

@@ -77,3 +77,20 @@ def test_training_with_the_multiplier_moves_the_heads_more(tiny_bert, tmp_path):
 def test_a_multiplier_that_is_not_positive_is_refused(tmp_path, value):
     with pytest.raises(UsageError, match="head_lr_multiplier"):
         CaMtlTrainingArguments(output_dir=str(tmp_path), head_lr_multiplier=value)
+
+
+def test_batches_are_grouped_by_length_unless_asked_otherwise(tmp_path):
+    import run
+
+    common = [
+        "--model_name_or_path",
+        "CA-MTL-mini",
+        "--data_dir",
+        str(FIXTURES),
+        "--output_dir",
+        str(tmp_path),
+    ]
+    _, _, args = run.parse_arguments(common)
+    assert args.train_sampling_strategy == "group_by_length"
+    _, _, args = run.parse_arguments([*common, "--train_sampling_strategy", "random"])
+    assert args.train_sampling_strategy == "random"

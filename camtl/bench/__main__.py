@@ -4,6 +4,7 @@ speed      what this reimplementation costs per step (camtl.bench.speed)
 probe      the frozen-feature linear-probe floor (camtl.bench.probe)
 margins    a run's dev scores against that floor (camtl.bench.probe)
 diagnosis  why small runs sat at chance, one factor at a time (camtl.bench.diagnosis)
+contention what sharing the CPU does to a training step (camtl.bench.contention)
 glue-mini  the reproduction study (camtl.bench.study, camtl.bench.report)
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camtl.bench import diagnosis, probe, speed, study
+from camtl.bench import contention, diagnosis, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
 
 # name -> (help, add_arguments, run(args, command))
@@ -21,6 +22,7 @@ PROGRAMS = {
     "probe": (probe.__doc__, probe.add_arguments, probe.run),
     "margins": ("A run's dev scores against the probe floor", probe.add_margin_arguments, probe.run_margins),
     "diagnosis": (diagnosis.__doc__, diagnosis.add_arguments, diagnosis.run),
+    "contention": (contention.__doc__, contention.add_arguments, contention.run),
     "glue-mini": (study.__doc__, study.add_arguments, study.run),
 }
 
