@@ -113,7 +113,7 @@ def factor_variants() -> list[Variant]:
     r = REFERENCE
     rows = [
         ("reference", "the reference: CA-MTL-mini, T=3, lr 1e-4, heads x10, mean pooling, grouped, 128", r),
-        ("random-batches", "batches of a random mix of lengths", replace(r, train_sampling_strategy=None)),
+        ("random-batches", "batches of a random mix of lengths", replace(r, train_sampling_strategy="random")),
         ("proportional", "proportional sampling", replace(r, task_sampling=None, sampling_temperature=None)),
         ("cls-pooling", "the [CLS] pooler", replace(r, pooling=None)),
         ("heads-x1", "heads at the encoder's learning rate", replace(r, head_lr_multiplier=None)),
