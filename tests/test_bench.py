@@ -272,13 +272,17 @@ def test_each_factor_variant_changes_only_what_it_names():
         assert changed == EXPECTED_CHANGES[variant.name], variant.name
 
 
-def test_a_variants_steps_are_the_budget_over_its_calibrated_step_time(tmp_path):
-    args = argparse.Namespace(output=tmp_path, budget_seconds=600.0)
-    variant = diagnosis.VARIANTS["seq64"]
+def test_a_factor_that_changes_the_step_cost_gets_the_steps_of_the_references_time(tmp_path):
+    args = argparse.Namespace(output=tmp_path, budget_steps=400)
     (tmp_path / "calibration").mkdir()
-    (tmp_path / "calibration" / "seq64.json").write_text(json.dumps({"seconds_per_step": 0.4}))
-    assert diagnosis.steps_of(variant, args) == (1500, {"seconds_per_step": 0.4})
+    pair = {"reference": {"seconds_per_step": 0.8}, "variant": {"seconds_per_step": 2.0}}
+    (tmp_path / "calibration" / "mt-uncertainty.json").write_text(json.dumps(pair))
+    steps, calibration = diagnosis.steps_of(diagnosis.VARIANTS["mt-uncertainty"], args)
+    assert steps == 160 and calibration["cost_ratio"] == pytest.approx(2.5)
+    assert diagnosis.steps_of(diagnosis.VARIANTS["cls-pooling"], args) == (400, None)  # same cost: no pricing
     assert diagnosis.steps_of(diagnosis.VARIANTS["cola-cls-lr1e-4"], args) == (diagnosis.COLA_STEPS, None)
+    priced = {v.name for v in diagnosis.factor_variants() if v.priced}
+    assert priced == {"mt-uncertainty", "random-batches", "seq64", "frozen-0-2"}
 
 
 def test_trace_reads_class_counts_bias_and_losses_from_each_checkpoint(tiny_bert, tmp_path):

@@ -43,7 +43,7 @@ from camtl.errors import UsageError
 
 BATCH = 32
 SEED = 1
-CALIBRATION_STEPS = 60
+CALIBRATION_STEPS = 40
 COLA_STEPS = 800  # three epochs of CoLA's 8,551 training rows at batch 32
 
 
@@ -53,7 +53,8 @@ class Variant:
     group: str  # "cola" or "factors"
     factor: str  # what the run tests
     flags: tuple[str, ...]  # run.py flags; the group's base flags come first
-    steps: int | None = None  # None: the factors budget divided by the calibrated seconds per step
+    steps: int | None = None  # None: the factors budget (steps of the reference, scaled by cost when priced)
+    priced: bool = False  # the factor changes the cost of a step: calibrate it against the reference
     trace: str | None = None  # the task whose head the checkpoints are traced for
     trace_points: int = 8  # checkpoints traced, evenly spaced
 
@@ -111,23 +112,25 @@ def cola_variants() -> list[Variant]:
 
 def factor_variants() -> list[Variant]:
     r = REFERENCE
-    rows = [
-        ("reference", "the reference: CA-MTL-mini, T=3, lr 1e-4, heads x10, mean pooling, grouped, 128", r),
-        ("random-batches", "batches of a random mix of lengths", replace(r, train_sampling_strategy="random")),
-        ("proportional", "proportional sampling", replace(r, task_sampling=None, sampling_temperature=None)),
-        ("cls-pooling", "the [CLS] pooler", replace(r, pooling=None)),
-        ("heads-x1", "heads at the encoder's learning rate", replace(r, head_lr_multiplier=None)),
-        ("lr5e-5", "learning rate 5e-5", replace(r, learning_rate="5e-5")),
-        ("seq64", "sequences truncated to 64 tokens", replace(r, max_seq_length="64")),
-        ("frozen-0-2", "embeddings and layers 0-2 frozen", r + ("--freeze_encoder_layers", "0-2")),
-        ("example-mean", "loss: mean over examples", r + ("--loss_reduction", "example_mean")),
+    rows = [  # (name, what it tests, flags, changes the cost of a step)
+        ("reference", "CA-MTL-mini, T=3, lr 1e-4, heads x10, mean pooling, grouped, 128", r, False),
+        ("cls-pooling", "the [CLS] pooler", replace(r, pooling=None), False),
+        ("heads-x1", "heads at the encoder's learning rate", replace(r, head_lr_multiplier=None), False),
+        ("proportional", "proportional sampling", replace(r, task_sampling=None, sampling_temperature=None),
+         False),
+        ("vanilla", "no conditional modules (layout none)", r + ("--layout", "none"), False),
+        ("example-mean", "loss: mean over examples", r + ("--loss_reduction", "example_mean"), False),
+        ("lr5e-5", "learning rate 5e-5", replace(r, learning_rate="5e-5"), False),
         ("mt-uncertainty", "MT-Uncertainty sampling", replace(r, task_sampling="mt-uncertainty",
-                                                             sampling_temperature=None)),
-        ("vanilla", "no conditional modules (layout none)", r + ("--layout", "none")),
+                                                             sampling_temperature=None), True),
+        ("random-batches", "batches of a random mix of lengths", replace(r, train_sampling_strategy="random"),
+         True),
+        ("seq64", "sequences truncated to 64 tokens", replace(r, max_seq_length="64"), True),
+        ("frozen-0-2", "embeddings and layers 0-2 frozen", r + ("--freeze_encoder_layers", "0-2"), True),
     ]  # fmt: skip
     traced = {"reference": "cola"}  # the reference's checkpoints trace CoLA's head inside a multitask run
-    return [Variant(name, "factors", factor, flags, trace=traced.get(name), trace_points=5)
-            for name, factor, flags in rows]  # fmt: skip
+    return [Variant(name, "factors", factor, flags, trace=traced.get(name), trace_points=5, priced=priced)
+            for name, factor, flags, priced in rows]  # fmt: skip
 
 
 VARIANTS = {v.name: v for v in [*cola_variants(), *factor_variants()]}
@@ -143,34 +146,35 @@ def base_flags(output_dir: Path, cache_dir: Path, steps: int, data_dir: str, eva
     ]  # fmt: skip
 
 
-def calibrate(variant: Variant, args: argparse.Namespace) -> dict:
-    """Seconds per training step of ``variant``: a short run without evaluation, cached in calibration/."""
-    path = args.output / "calibration" / f"{variant.name}.json"
-    if path.exists():
-        return read_json(path)
-    output_dir = args.work_dir / "calibration" / variant.name
+def calibrate(variant: Variant, args: argparse.Namespace, tag: str) -> dict:
+    """Seconds per training step of ``variant``: a short run without evaluation."""
+    output_dir = args.work_dir / "calibration" / f"{tag}-{variant.name}"
     flags = base_flags(output_dir, args.features_cache_dir, CALIBRATION_STEPS, args.data_dir, 1)
     flags = [f for f in flags if f != "--do_eval"] + ["--save_steps", CALIBRATION_STEPS, *variant.flags]
     load = os.getloadavg()[0]
     wall = execute(flags, output_dir, args.threads)
     runtime, _ = train_runtime(output_dir, CALIBRATION_STEPS)
-    record = {
-        "steps": CALIBRATION_STEPS,
-        "train_runtime": runtime,
-        "seconds_per_step": runtime / CALIBRATION_STEPS,
-        "wall_seconds": wall,
-        "load_before": load,
-        "load_after": os.getloadavg()[0],
-    }
-    write_json(path, record)
-    return record
+    return {"steps": CALIBRATION_STEPS, "train_runtime": runtime,
+            "seconds_per_step": runtime / CALIBRATION_STEPS, "wall_seconds": wall, "load_before": load,
+            "load_after": os.getloadavg()[0]}  # fmt: skip
 
 
 def steps_of(variant: Variant, args: argparse.Namespace) -> tuple[int, dict | None]:
+    """A variant's steps: fixed; the budget; or, for a factor that changes the cost of a step, the budget
+    scaled by the reference's seconds per step over the variant's, both calibrated back to back (the
+    pair cached in calibration/<name>.json), so that every factor run takes the reference's time."""
     if variant.steps is not None:
         return variant.steps, None
-    calibration = calibrate(variant, args)
-    return max(10, round(args.budget_seconds / calibration["seconds_per_step"])), calibration
+    if not variant.priced:
+        return args.budget_steps, None
+    path = args.output / "calibration" / f"{variant.name}.json"
+    if not path.exists():
+        pair = {"reference": calibrate(VARIANTS["reference"], args, variant.name),
+                "variant": calibrate(variant, args, variant.name)}  # fmt: skip
+        write_json(path, pair)
+    pair = read_json(path)
+    ratio = pair["reference"]["seconds_per_step"] / pair["variant"]["seconds_per_step"]
+    return max(10, round(args.budget_steps * ratio)), {**pair, "cost_ratio": 1 / ratio}
 
 
 def run_variant(variant: Variant, args: argparse.Namespace) -> dict:
@@ -221,7 +225,7 @@ def cola_cells(record: dict) -> list[str]:
     return [f"{100 * share:.0f}%", f"{dev['margin_std']:.2f}"]
 
 
-def format_table(records: list[dict], commands: list[str], budget_seconds: float) -> str:
+def format_table(records: list[dict], commands: list[str], budget_steps: int) -> str:
     tasks = [t for t in COLUMN_NAMES if any(t in r["scores"] for r in records)]
     header = [
         "run",
@@ -244,8 +248,9 @@ def format_table(records: list[dict], commands: list[str], budget_seconds: float
         "# Diagnosis: one factor at a time",
         "",
         f"Seed {SEED}, batch {BATCH}, dev scores x100 on the first 1000 rows of each dev set (whole when"
-        f" smaller); factors group: {budget_seconds / 60:.0f} min of training per run on this 2-core machine"
-        " (steps = budget / the variant's calibrated seconds per step). avg = GLUE average without WNLI.",
+        f" smaller); factors group: the reference's {budget_steps} steps, or, for a factor that changes"
+        " the cost of a step, the steps that take the reference's time (both calibrated back to back)."
+        " avg = GLUE average without WNLI.",
         "",
         *markdown_table(header, rows),
         "",
@@ -268,7 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data_dir", default="../shared/glue")
     parser.add_argument("--max_eval_samples", type=int, default=1000)
-    parser.add_argument("--budget_seconds", type=float, default=720.0, help="training time per factor run")
+    parser.add_argument("--budget_steps", type=int, default=400, help="the reference's steps per factor run")
     parser.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of each run")
     parser.add_argument("--output", type=Path, default=Path("results/diagnosis"))
     parser.add_argument("--work_dir", type=Path, default=Path("output/diagnosis"))
@@ -299,7 +304,7 @@ def run(args: argparse.Namespace, command: str) -> None:
         record = run_variant(VARIANTS[name], args)
         write_json(record_file, record)
         (args.output / "table.md").write_text(
-            format_table(load_records(args.output), commands, args.budget_seconds)
+            format_table(load_records(args.output), commands, args.budget_steps)
         )
         print(
             f"[diagnosis] {name}: GLUE average {x100(record['glue_average'])}, {record['steps']} steps,"
@@ -310,7 +315,7 @@ def run(args: argparse.Namespace, command: str) -> None:
             git_commit([args.output], f"diagnosis: {name}")
     records = load_records(args.output)
     if records:
-        (args.output / "table.md").write_text(format_table(records, commands, args.budget_seconds))
+        (args.output / "table.md").write_text(format_table(records, commands, args.budget_steps))
         print(
             f"[diagnosis] {len(records)} records, mean s/step "
             f"{statistics.mean(r['seconds_per_step'] for r in records):.2f}"
