@@ -225,6 +225,31 @@ def cola_cells(record: dict) -> list[str]:
     return [f"{100 * share:.0f}%", f"{dev['margin_std']:.2f}"]
 
 
+def format_traces(records: list[dict]) -> list[str]:
+    """One table per traced run: CoLA's head at each checkpoint."""
+    lines = []
+    header = ["step", "≈ CoLA examples seen", "predicted 0 / 1 (dev)", "dev MCC", "bias b1 - b0",
+              "margin mean ± std", "CoLA train loss", "other tasks' train loss (mean)"]  # fmt: skip
+    for r in (r for r in records if r.get("trace")):
+        share = r["examples_drawn"]["cola"] / r["examples_seen"]
+        rows = []
+        for e in r["trace"]:
+            dev, others = e["dev"], [v for t, v in e["train_loss"].items() if t != "cola"]
+            counts = " / ".join(map(str, dev["predicted_counts"]))
+            rows.append([
+                e["step"], f"{share * e['step'] * BATCH:,.0f}", counts, f"{dev['metrics']['mcc']:.3f}",
+                f"{e['bias'][1] - e['bias'][0]:+.3f}", f"{dev['margin_mean']:+.2f} ± {dev['margin_std']:.2f}",
+                f"{e['train_loss']['cola']:.3f}", f"{sum(others) / len(others):.3f}" if others else "-",
+            ])  # fmt: skip
+        lines += [
+            "",
+            f"`{r['name']}`, CoLA's head at each checkpoint (whole CoLA dev set, 322 / 721 gold):",
+            "",
+        ]
+        lines += markdown_table(header, rows)
+    return lines
+
+
 def format_table(records: list[dict], commands: list[str], budget_steps: int) -> str:
     tasks = [t for t in COLUMN_NAMES if any(t in r["scores"] for r in records)]
     header = [
@@ -253,6 +278,7 @@ def format_table(records: list[dict], commands: list[str], budget_steps: int) ->
         " avg = GLUE average without WNLI.",
         "",
         *markdown_table(header, rows),
+        *format_traces(records),
         "",
         f"CPU time of these runs: {cpu_hours:.2f} h (user + system of the run.py processes).",
         "",
