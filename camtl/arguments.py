@@ -214,6 +214,19 @@ class CaMtlTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Processes collating training batches (default: 2 per GPU, 0 on the CPU)"},
     )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "group_by_length (default: each batch of examples of similar length; the task mix of an"
+            " epoch is unchanged) or random (batches padded to a random mix of lengths)"
+        },
+    )
+    head_lr_multiplier: float = field(
+        default=1.0,
+        metadata={
+            "help": "The task heads learn at this multiple of --learning_rate (default 1: the authors')"
+        },
+    )
     # Flags of the reference README that transformers dropped: accepted and mapped in __post_init__.
     evaluate_during_training: bool = field(default=False, metadata={"help": "Evaluate every --logging_steps"})
     per_gpu_train_batch_size: int | None = field(

@@ -35,6 +35,12 @@ def check_training_numbers(args) -> None:
     _require(args, "max_grad_norm", lambda v: v >= 0, "a finite number >= 0 (0 turns clipping off)")
     for name in ("adam_beta1", "adam_beta2"):
         _require(args, name, lambda v: 0 <= v < 1, "in [0, 1)")
+    _require(
+        args,
+        "head_lr_multiplier",
+        lambda v: v > 0,
+        "a positive number (1: the heads learn at --learning_rate)",
+    )
     _require(args, "adam_epsilon", lambda v: v > 0, "a finite number > 0, such as 1e-8")
     _require(args, "label_smoothing_factor", lambda v: 0 <= v < 1, "in [0, 1)")
     _require(args, "warmup_steps", lambda v: v >= 0, "a number of steps >= 0 (or a fraction below 1)")

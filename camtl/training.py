@@ -190,6 +190,26 @@ class CaMtlTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
+    def create_optimizer(self, model=None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with the task heads in parameter groups of their own at
+        ``head_lr_multiplier`` x the learning rate (the same weight-decay split, the same optimizer)."""
+        optimizer = super().create_optimizer(model)
+        multiplier = self.args.head_lr_multiplier
+        if multiplier == 1.0:
+            return optimizer
+        heads = {id(p) for p in self.accelerator.unwrap_model(model or self.model).heads.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            for is_head in (False, True):
+                params = [p for p in group["params"] if (id(p) in heads) == is_head]
+                if params:
+                    lr = group["lr"] * (multiplier if is_head else 1.0)
+                    groups.append({**group, "params": params, "lr": lr})
+        optimizer.param_groups.clear()  # no step taken yet: there is no optimizer state to move
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         example_index = inputs.pop("example_index")
         inputs.pop("word_starts", None)  # read by prediction only

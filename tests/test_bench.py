@@ -1,29 +1,25 @@
-"""The benchmark programs: the speed program's timing and ratio code, and the glue-mini study end to end
-with a tiny random BERT over the GLUE fixtures."""
+"""The benchmark programs: the speed program's timing and ratio code; the probe, the margins and the
+diagnosis helpers; the study's bootstrap and verdicts, and the study end to end with a tiny random BERT
+over the GLUE fixtures."""
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from camtl.bench import speed, study
+from camtl.bench import diagnosis, probe, report, speed, speed_report, study, trace
 from camtl.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
-RECORD_KEYS = {
-    "contender",
-    "seed",
-    "scores",
-    "glue_average",
-    "examples_seen",
-    "trainable_params",
-    "wall_seconds",
-}
+RECORD_KEYS = {"contender", "seed", "scores", "glue_average", "examples_seen", "trainable_params",
+               "wall_seconds", "cpu_seconds", "train_runtime", "percent_data_used", "command"}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -34,27 +30,29 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     # Round 2 is disturbed for both contenders alike: the paired ratio ignores it, medians alone would not.
     camtl = [1.02, 5.10, 1.03, 1.05, 0.99]
     vanilla = [1.00, 5.00, 1.00, 1.00, 1.00]
-    assert speed.paired_ratio(camtl, vanilla) == pytest.approx(1.02)
-    assert speed.paired_ratio([2.0, 4.0], [1.0, 1.0]) == pytest.approx(3.0)  # even count: mean of the middle
+    assert speed_report.paired_ratio(camtl, vanilla) == pytest.approx(1.02)
+    assert speed_report.paired_ratio([2.0, 4.0], [1.0, 1.0]) == pytest.approx(
+        3.0
+    )  # even count: mean of the middle
     with pytest.raises(ValueError):
-        speed.paired_ratio([1.0, 2.0], [1.0])
+        speed_report.paired_ratio([1.0, 2.0], [1.0])
 
 
 def test_paired_ratio_quartiles_show_how_far_rounds_disagree():
     camtl = [1.0, 1.1, 1.2, 1.3, 1.4]
-    assert speed.paired_ratio_quartiles(camtl, [1.0] * 5) == pytest.approx((1.1, 1.3))
-    assert speed.paired_ratio_quartiles([2.0], [1.0]) == (2.0, 2.0)  # one round (quick): no spread
+    assert speed_report.paired_ratio_quartiles(camtl, [1.0] * 5) == pytest.approx((1.1, 1.3))
+    assert speed_report.paired_ratio_quartiles([2.0], [1.0]) == (2.0, 2.0)  # one round (quick): no spread
 
 
 def test_summarize_times_reports_median_and_throughput():
-    summary = speed.summarize_times([2.0, 1.0, 4.0], examples=32)
+    summary = speed_report.summarize_times([2.0, 1.0, 4.0], examples=32)
     assert summary["median_s"] == 2.0
     assert summary["examples_per_s"] == 16.0
     assert (summary["min_s"], summary["max_s"], summary["rounds"]) == (1.0, 4.0, 3)
 
 
 def test_check_targets_applies_each_bound_in_its_direction():
-    checked = speed.check_targets(
+    checked = speed_report.check_targets(
         {"camtl_vs_vanilla_small": 1.04, "mtu_vs_floor": 1.2, "dynamic_vs_fixed_padding": 2.5, "other": 9.0}
     )
     assert checked["camtl_vs_vanilla_small"]["met"] is True
@@ -66,7 +64,7 @@ def test_check_targets_applies_each_bound_in_its_direction():
 def test_alternate_reverses_the_order_and_drops_warmup_rounds():
     calls = []
     steps = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b", "c")}
-    seconds = speed.alternate(steps, rounds=2, warmup=1)
+    seconds = speed_report.alternate(steps, rounds=2, warmup=1)
     assert calls == [("a", 0), ("b", 0), ("c", 0), ("c", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 2), ("c", 2)]
     assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2, "c": 2}
 
@@ -110,51 +108,252 @@ def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# glue-mini: planning
+# probe and margins
 
 
-def test_split_budget_is_proportional_exact_and_gives_every_task_a_step():
-    assert study.split_budget(10, [100, 100, 200, 400]) == [1, 1, 3, 5]
-    steps = study.split_budget(20, [2000, 2000, 635, 3])
-    assert sum(steps) == 20 and min(steps) >= 1
-    assert steps[0] == steps[1] > steps[2] > steps[3]
-    with pytest.raises(UsageError):
-        study.split_budget(2, [1, 1, 1])
+def test_pair_features_are_senteval_style():
+    u, v = np.array([[1.0, -2.0]]), np.array([[3.0, 1.0]])
+    assert probe.pair_features(u, None).tolist() == [[1.0, -2.0]]
+    assert probe.pair_features(u, v).tolist() == [[1.0, -2.0, 3.0, 1.0, 2.0, 3.0, 3.0, -2.0]]
 
 
-def test_default_backbone_is_recorded_by_name_and_resolves(tmp_path):
-    args = argparse.Namespace(quick=True, backbone=None, data_dir=str(tmp_path), tasks=["rte"])
-    args.__dict__.update(dict.fromkeys(study.FULL))
-    settings = study.settings_from(args)
-    assert settings.backbone == "all-MiniLM-L6-v2"  # not this checkout's site-packages path
-    assert study.freeze_spec(settings.backbone) == "0-2"  # the bundled encoder has 6 layers
-    with pytest.raises(UsageError, match="not a BERT directory"):
-        study.settings_from(argparse.Namespace(**{**vars(args), "backbone": str(tmp_path)}))
+def test_the_probe_chooses_its_regularisation_for_the_tasks_metric():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 5))
+    labels = (features[:, 0] + 0.3 * rng.normal(size=200) > 0.8).astype(float)  # imbalanced, like CoLA
+    fitted = probe.fit_predictor("cola", features, labels)
+    assert fitted.best_params_["logisticregression__C"] in probe.C_GRID
+    assert fitted.scoring.__class__.__name__ == "_Scorer" or callable(fitted.scoring)
+    assert (fitted.predict(features) == labels).mean() > 0.85
+    ridge = probe.fit_predictor("sts-b", features, 2.5 + features[:, 1])
+    assert np.corrcoef(ridge.predict(features), features[:, 1])[0, 1] > 0.99
 
 
-def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
-    settings = study.Settings(data_dir="glue", backbone=str(tiny_bert), tasks=("rte", "sts-b"), **study.QUICK)
-    mtu = study.run_flags(study.CONTENDERS["ca-mtl-mtu-frozen"], settings, 3, tmp_path, tmp_path)
-    assert "--use_mt_uncertainty" in mtu
-    assert mtu[mtu.index("--freeze_encoder_layers") + 1] == "0-1"  # bottom half of 4 layers
-    assert mtu[mtu.index("--tasks") + 1 : mtu.index("--tasks") + 3] == ["rte", "sts-b"]
-    vanilla = study.run_flags(study.CONTENDERS["vanilla-mtl"], settings, 3, tmp_path, tmp_path)
-    assert vanilla[vanilla.index("--layout") + 1] == "none"
-    assert "--use_mt_uncertainty" not in vanilla
-    single = study.run_flags(study.CONTENDERS["single-task"], settings, 3, tmp_path, tmp_path, "rte", 2)
-    assert single[single.index("--tasks") + 1 :].count("sts-b") == 0
-    assert single[single.index("--max_steps") + 1] == "2" and "--eval_strategy" not in single
+def test_dev_scores_cover_the_whole_set_and_each_cap():
+    predictions = np.array([1, 1, 0, 0, 1, 0])
+    labels = np.array([1, 1, 0, 0, 0, 1])
+    scores = probe.dev_scores("rte", predictions, labels, (4, 10))
+    assert scores["all"]["accuracy"] == pytest.approx(4 / 6)
+    assert scores["4"]["accuracy"] == 1.0 and scores["10"] == scores["all"]
+
+
+def floor_file(tmp_path: Path) -> Path:
+    def result(rows, scores):
+        return {"dev_rows": rows, "dev": {key: {"score": value} for key, value in scores.items()}}
+
+    tasks = {
+        "cola": result(1043, {"all": 0.05, "1000": 0.06}),
+        "rte": result(277, {"all": 0.55, "1000": 0.55}),
+        "wnli": result(71, {"all": 0.4, "1000": 0.4}),
+    }
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"probes": {"mean": {"tasks": tasks}}}))
+    return path
+
+
+def test_the_floor_is_read_on_the_runs_own_dev_rows(tmp_path):
+    path = floor_file(tmp_path)
+    assert probe.load_floor(path, 1000) == {"cola": 0.06, "rte": 0.55, "wnli": 0.4}
+    assert probe.load_floor(path, None)["cola"] == 0.05
+    assert probe.load_floor(path, 5000)["cola"] == 0.05  # a cap above the dev set is the whole set
+    with pytest.raises(UsageError, match="--caps 500"):
+        probe.load_floor(path, 500)
+    with pytest.raises(UsageError, match="camtl.bench probe"):
+        probe.load_floor(tmp_path / "missing.json", 1000)
+
+
+def test_margins_flag_the_tasks_below_the_floor_but_not_wnli(tmp_path):
+    results = {"cola": {"score": 0.01}, "rte": {"score": 0.60}, "wnli": {"score": 0.1}, "glue_average": 0.3}
+    rows = probe.margins(results, probe.load_floor(floor_file(tmp_path), 1000))
+    assert [(r["task"], round(r["margin"], 2)) for r in rows] == [
+        ("cola", -0.05),
+        ("rte", 0.05),
+        ("wnli", -0.3),
+    ]
+    text = probe.format_margins(rows, 1000)
+    assert "below the floor" in text.splitlines()[2] and "below" not in text.splitlines()[4]
+    assert text.endswith("above the floor on 1 of 2 tasks (WNLI not counted)")
+
+
+def test_probe_end_to_end_on_the_fixtures(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "camtl.bench", "probe", "--data_dir", str(FIXTURES), "--tasks", "sst-2",
+         "sts-b", "--train_rows", "20", "--caps", "5", "--output", str(tmp_path / "probe")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = json.loads((tmp_path / "probe.json").read_text())
+    assert set(written["probes"]) == {"mean", "cls"}
+    for pooling in ("mean", "cls"):
+        tasks = written["probes"][pooling]["tasks"]
+        assert set(tasks) == {"sst-2", "sts-b"} and tasks["sst-2"]["train_rows"] == 20
+        assert set(tasks["sts-b"]["dev"]) == {"all", "5"}
+    assert "| mean | whole dev set |" in (tmp_path / "probe.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------------
-# glue-mini: end to end
+# study report: bootstrap, verdicts
+
+
+@pytest.mark.parametrize("task", ["cola", "mrpc", "sts-b", "mnli"])
+def test_resampled_scores_match_the_glue_metrics_on_the_rows_drawn(task):
+    from camtl.metrics import compute_metrics
+
+    rng = np.random.default_rng(1)
+    n = 60
+    if task == "sts-b":
+        labels, predictions = rng.uniform(0, 5, n), rng.uniform(0, 5, n)
+    else:
+        classes = 3 if task == "mnli" else 2
+        labels, predictions = rng.integers(0, classes, n), rng.integers(0, classes, n)
+    rows = rng.integers(0, n, size=(3, n))
+    scores = report.resampled_scores(task, predictions, labels, rows)
+    for replicate in range(3):
+        picked = rows[replicate]
+        expected = compute_metrics(task, predictions[picked], labels[picked])["score"]
+        assert scores[replicate] == pytest.approx(expected, abs=1e-9)
+
+
+def test_paired_bootstrap_finds_a_real_difference_and_none_where_there_is_none():
+    rng = np.random.default_rng(2)
+    labels = {"rte": rng.integers(0, 2, 300), "sst-2": rng.integers(0, 2, 300)}
+
+    def run(accuracy: float, seed: int) -> dict:
+        noise = np.random.default_rng(seed)
+        return {t: np.where(noise.random(300) < accuracy, y, 1 - y).tolist() for t, y in labels.items()}
+
+    better = {s: run(0.85, 10 + s) for s in (1, 2, 3)}
+    worse = {s: run(0.60, 20 + s) for s in (1, 2, 3)}
+    result = report.paired_bootstrap(better, worse, labels, replicates=500)
+    assert result["seeds"] == [1, 2, 3] and all(d > 0.15 for d in result["per_seed"].values())
+    assert 0.15 < result["low"] < result["mean"] < result["high"] < 0.35
+    assert report.verdict(result, "beats") == "held"
+    same = report.paired_bootstrap(better, better, labels, replicates=200)
+    assert same["low"] == same["high"] == same["mean"] == 0.0
+    assert report.verdict(same, "beats") == "not held (interval includes 0)"
+    assert report.verdict(same, "matches") == "held"
+    reversed_ = report.paired_bootstrap(worse, better, labels, replicates=200)
+    assert report.verdict(reversed_, "beats") == "not held (reversed)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# diagnosis helpers
+
+
+def test_replace_sets_adds_and_removes_flags():
+    flags = ("--a", "1", "--b", "2")
+    assert diagnosis.replace(flags, b="3") == ("--a", "1", "--b", "3")
+    assert diagnosis.replace(flags, a=None, c="4") == ("--b", "2", "--c", "4")
+
+
+EXPECTED_CHANGES = {
+    "reference": set(),
+    "random-batches": {"--train_sampling_strategy"},
+    "proportional": {"--task_sampling", "--sampling_temperature"},
+    "cls-pooling": {"--pooling"},
+    "heads-x1": {"--head_lr_multiplier"},
+    "lr5e-5": {"--learning_rate"},
+    "seq64": {"--max_seq_length"},
+    "frozen-0-2": {"--freeze_encoder_layers"},
+    "example-mean": {"--loss_reduction"},
+    "vanilla": {"--layout"},
+    "mt-uncertainty": {"--task_sampling", "--sampling_temperature"},
+}
+
+
+def test_each_factor_variant_changes_only_what_it_names():
+    def as_dict(flags):
+        return dict(zip(flags[::2], flags[1::2], strict=True))
+
+    reference = as_dict(diagnosis.REFERENCE)
+    for variant in diagnosis.factor_variants():
+        flags = as_dict(variant.flags)
+        changed = {f for f in set(flags) | set(reference) if flags.get(f) != reference.get(f)}
+        assert changed == EXPECTED_CHANGES[variant.name], variant.name
+
+
+def test_a_factor_that_changes_the_step_cost_gets_the_steps_of_the_references_time(tmp_path):
+    args = argparse.Namespace(output=tmp_path, budget_steps=400)
+    (tmp_path / "calibration").mkdir()
+    pair = {"reference": {"seconds_per_step": 0.8}, "variant": {"seconds_per_step": 2.0}}
+    (tmp_path / "calibration" / "mt-uncertainty.json").write_text(json.dumps(pair))
+    steps, calibration = diagnosis.steps_of(diagnosis.VARIANTS["mt-uncertainty"], args)
+    assert steps == 160 and calibration["cost_ratio"] == pytest.approx(2.5)
+    assert diagnosis.steps_of(diagnosis.VARIANTS["cls-pooling"], args) == (400, None)  # same cost: no pricing
+    assert diagnosis.steps_of(diagnosis.VARIANTS["cola-cls-lr1e-4"], args) == (diagnosis.COLA_STEPS, None)
+    priced = {v.name for v in diagnosis.factor_variants() if v.priced}
+    assert priced == {"mt-uncertainty", "random-batches", "seq64", "frozen-0-2"}
+
+
+def test_trace_reads_class_counts_bias_and_losses_from_each_checkpoint(tiny_bert, tmp_path):
+    from camtl.model import load_model, load_tokenizer
+
+    run_dir = tmp_path / "run"
+    for step in (2, 10):
+        model = load_model(str(tiny_bert), ["cola", "rte"], layout="none", max_seq_length=32)
+        with torch.no_grad():  # a head that always says "acceptable"
+            model.heads.classifier.bias[model.heads.columns[0][1]] = 50.0 if step == 10 else 0.0
+        model.save_pretrained(run_dir / f"checkpoint-{step}")
+        load_tokenizer(str(tiny_bert)).save_pretrained(run_dir / f"checkpoint-{step}")
+    load_tokenizer(str(tiny_bert)).save_pretrained(run_dir)
+    entries = trace.trace_run(run_dir, "cola", str(FIXTURES), 32, tmp_path / "cache")
+    assert [e["step"] for e in entries] == [2, 10]
+    last = entries[-1]
+    assert last["bias"][1] == 50.0 and last["dev"]["predicted_counts"] == [
+        0,
+        sum(last["dev"]["label_counts"]),
+    ]
+    assert last["dev"]["metrics"]["mcc"] == 0.0
+    assert set(last["train_loss"]) == {"cola", "rte"} and all(
+        math.isfinite(v) for v in last["train_loss"].values()
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# glue-mini: planning and end to end
+
+
+def quick_settings(tiny_bert, **changes) -> study.Settings:
+    values = {**study.QUICK, **changes}
+    return study.Settings(
+        data_dir=str(FIXTURES), backbone=str(tiny_bert), tasks=("rte", "sts-b", "wnli"), **values
+    )
+
+
+def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
+    settings = quick_settings(tiny_bert)
+    flags = {
+        name: study.run_flags(c, settings, 3, tmp_path, tmp_path) for name, c in study.CONTENDERS.items()
+    }
+    assert flags["vanilla"][flags["vanilla"].index("--layout") + 1] == "none"
+    assert flags["vanilla"][flags["vanilla"].index("--task_sampling") + 1] == "temperature"
+    mtu = flags["ca-mtl-mtu"]
+    assert mtu[mtu.index("--task_sampling") + 1] == "mt-uncertainty" and "--sampling_temperature" not in mtu
+    attention = flags["+attention"]
+    assert attention[attention.index("--conditional_modules") + 1 :][:2] == ["alignment", "attention"]
+    assert "--conditional_modules" not in flags["ca-mtl"] and "--head_lr_multiplier" in flags["heads-x10"]
+    assert all("group_by_length" in f for f in flags.values())
+    single = study.run_flags(study.CONTENDERS["single-task"], settings, 3, tmp_path, tmp_path, "rte", 2)
+    assert single[single.index("--tasks") + 1 :][:2] == ["rte", "--layout"]
+    assert single[single.index("--max_steps") + 1] == "2" and "--task_sampling" not in single
+
+
+def test_single_task_models_train_their_epochs_capped_and_wnli_none(tiny_bert):
+    settings = quick_settings(tiny_bert, single_task_epochs=2.0, single_task_max_steps=11, batch_size=4)
+    assert study.single_task_steps(settings) == {
+        "rte": 11,
+        "sts-b": 11,
+    }  # 24 rows x 2 epochs / 4 = 12, capped
+    settings = quick_settings(tiny_bert, single_task_epochs=0.5, single_task_max_steps=100, batch_size=4)
+    assert study.single_task_steps(settings) == {"rte": 3, "sts-b": 3}
 
 
 def glue_mini(tiny_bert, tmp_path, *flags) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "camtl.bench", "glue-mini", "--quick", "--data_dir", FIXTURES,
         "--backbone", tiny_bert, "--output", tmp_path / "results", "--work_dir", tmp_path / "work",
-        "--features_cache_dir", tmp_path / "cache", "--tasks", "rte", "sts-b", "--seeds", 1, *flags,
+        "--features_cache_dir", tmp_path / "cache", "--tasks", "rte", "sts-b", "--seeds", 1,
+        "--probe", tmp_path / "none.json", *flags,
     ]  # fmt: skip
     return subprocess.run(
         [str(part) for part in command], capture_output=True, text=True, cwd=REPO, timeout=300
@@ -162,62 +361,39 @@ def glue_mini(tiny_bert, tmp_path, *flags) -> subprocess.CompletedProcess:
 
 
 def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
-    contenders = ["--contenders", "single-task", "ca-mtl-mtu"]
+    contenders = ["--contenders", "single-task", "ca-mtl-mtu", "--workers", "2"]
     first = glue_mini(tiny_bert, tmp_path, *contenders)
     assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-2000:]
     runs = tmp_path / "results" / "runs"
-    records = {path.name: json.loads(path.read_text()) for path in runs.glob("*.json")}
+    records = {p.name: json.loads(p.read_text()) for p in runs.glob("*.json") if "predictions" not in p.name}
     assert set(records) == {"single-task-seed1.json", "ca-mtl-mtu-seed1.json"}
-    for record in records.values():
+    for name, record in records.items():
         assert set(record) >= RECORD_KEYS
         assert set(record["scores"]) == {"rte", "sts-b"}
-        assert record["examples_seen"] == 4 * 4  # the same budget for every contender: steps x batch
-        assert 0 < record["percent_data_used"] <= 100
+        predictions = json.loads((runs / name.replace(".json", ".predictions.json")).read_text())
+        assert {t: len(p) for t, p in predictions.items()} == {"rte": 8, "sts-b": 8}  # --max_eval_samples 8
     single, mtu = records["single-task-seed1.json"], records["ca-mtl-mtu-seed1.json"]
-    assert sum(single["steps_per_task"].values()) == 4
+    assert single["steps_per_task"] == {"rte": 3, "sts-b": 3}  # one epoch of 24 rows at batch 4, capped at 3
+    assert mtu["examples_seen"] == 4 * 4 and 0 < mtu["percent_data_used"] <= 100
     assert single["trainable_params"] > mtu["trainable_params"]  # two encoders against one
-    assert [e["step"] for e in mtu["eval_history"]] == [2, 4]
     assert mtu["task_mix"][-1]["drawn"]["rte"] + mtu["task_mix"][-1]["drawn"]["sts-b"] == 16
     assert mtu["glue_average"] == pytest.approx((mtu["scores"]["rte"] + mtu["scores"]["sts-b"]) / 2)
 
-    # A second invocation runs nothing: every record exists.
     stamps = {path: path.stat().st_mtime_ns for path in runs.glob("*.json")}
     again = glue_mini(tiny_bert, tmp_path, *contenders)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("done before, skipped") == 2
+    assert "2 runs done before, skipped" in again.stdout
     assert {path: path.stat().st_mtime_ns for path in runs.glob("*.json")} == stamps
 
-    # Table, plots and results.json come from the records.
     results = tmp_path / "results"
     table = (results / "table.md").read_text()
     assert "| single-task | 1 |" in table and "| ca-mtl-mtu | 1 |" in table
-    assert "python -m camtl.bench glue-mini --quick" in table
-    for plot in ("dev_average_vs_examples.png", "task_mix.png"):
-        assert (results / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = json.loads((results / "results.json").read_text())
-    assert summary["contenders"]["ca-mtl-mtu"]["glue_average"]["mean"] == pytest.approx(mtu["glue_average"])
+    assert "| ca-mtl-mtu - single-task |" in table and "python -m camtl.bench glue-mini --quick" in table
+    assert "CA-MTL + MT-U surpasses single-task" in (results / "claims.md").read_text()
+    assert (results / "task_mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Other settings in the same output folder are refused: runs would not be comparable.
     changed = glue_mini(tiny_bert, tmp_path, *contenders, "--max_steps", 6)
     assert changed.returncode == 2 and "other settings" in changed.stderr
-
-
-def test_summarize_records_gives_mean_and_std_over_seeds():
-    def record(seed, rte, average):
-        shared = {"trainable_params": 10, "percent_data_used": 50.0, "examples_seen": 16, "wall_seconds": 60}
-        return {
-            "contender": "ca-mtl",
-            "seed": seed,
-            "scores": {"rte": rte},
-            "glue_average": average,
-            **shared,
-        }
-
-    summary = study.summarize_records([record(1, 0.5, 0.6), record(2, 0.7, 0.8)])
-    assert summary["ca-mtl"]["seeds"] == [1, 2]
-    assert summary["ca-mtl"]["scores"]["rte"]["mean"] == pytest.approx(0.6)
-    assert summary["ca-mtl"]["scores"]["rte"]["std"] == pytest.approx(0.1414, abs=1e-4)
-    assert summary["ca-mtl"]["glue_average"]["mean"] == pytest.approx(0.7)
 
 
 def test_device_check_runs_its_code_paths_on_the_cpu(tmp_path):

@@ -1,29 +1,45 @@
-"""``python -m camtl.bench speed|glue-mini|device [options]``: dispatch to the benchmark programs."""
+"""``python -m camtl.bench PROGRAM [options]``: the benchmark programs.
+
+speed      what this reimplementation costs per step (camtl.bench.speed)
+device     the GPU check: precisions, host syncs, throughput (camtl.bench.device)
+probe      the frozen-feature linear-probe floor (camtl.bench.probe)
+margins    a run's dev scores against that floor (camtl.bench.probe)
+diagnosis  why small runs sat at chance, one factor at a time (camtl.bench.diagnosis)
+contention what sharing the CPU does to a training step (camtl.bench.contention)
+glue-mini  the reproduction study (camtl.bench.study, camtl.bench.report)
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from camtl.bench import device, speed, study
+from camtl.bench import contention, device, diagnosis, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
+
+# name -> (help, add_arguments, run(args, command))
+PROGRAMS = {
+    "speed": (speed.__doc__, speed.add_arguments, lambda args, command: speed.run(args)),
+    "device": (device.__doc__, device.add_arguments, lambda args, command: device.run(args)),
+    "probe": (probe.__doc__, probe.add_arguments, probe.run),
+    "margins": ("A run's dev scores against the probe floor", probe.add_margin_arguments, probe.run_margins),
+    "diagnosis": (diagnosis.__doc__, diagnosis.add_arguments, diagnosis.run),
+    "contention": (contention.__doc__, contention.add_arguments, contention.run),
+    "glue-mini": (study.__doc__, study.add_arguments, study.run),
+}
 
 
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m camtl.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m camtl.bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     programs = parser.add_subparsers(dest="program", required=True)
-    speed.add_arguments(programs.add_parser("speed", help=speed.__doc__.splitlines()[0]))
-    study.add_arguments(programs.add_parser("glue-mini", help=study.__doc__.splitlines()[0]))
-    device.add_arguments(programs.add_parser("device", help=device.__doc__.splitlines()[0]))
+    for name, (description, add_arguments, _) in PROGRAMS.items():
+        add_arguments(programs.add_parser(name, help=description.strip().splitlines()[0]))
     args = parser.parse_args(argv)
-    if args.program == "speed":
-        speed.run(args)
-    elif args.program == "device":
-        device.run(args)
-    else:
-        study.run(args, command=" ".join(["python -m camtl.bench", *argv]))
+    PROGRAMS[args.program][2](args, " ".join(["python -m camtl.bench", *argv]))
 
 
 if __name__ == "__main__":
