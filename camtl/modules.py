@@ -191,8 +191,9 @@ class ConditionalLayerNorm(nn.Module, TaskConditioned):
         weight = self.film(self.weight, z)  # (B, d)
         normalized = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         shape = (z.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
-        scaled = normalized * weight.view(shape)
-        return scaled if self.bias is None else scaled + self.bias
+        if self.bias is None:
+            return normalized * weight.view(shape)
+        return torch.addcmul(self.bias, normalized, weight.view(shape))  # one pass over (B, L, d), not two
 
 
 class ConditionalBottleneck(ConditionalModule):

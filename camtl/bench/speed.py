@@ -191,8 +191,8 @@ def measure_mt_uncertainty(
     train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path
 ) -> dict:
     """One MT-Uncertainty step (score T x b candidates without gradients, keep b, train on them) against its
-    floor (the no-grad forward over the same pool in length-sorted chunks + the training step on the
-    selection) and against a proportional-sampling step.
+    floor (the no-grad forward over the same pool in length-sorted chunks, in the sampler's scoring mode,
+    + the training step on the selection) and against a proportional-sampling step.
 
     The selection is CaMtlTrainer.select_uncertain_candidates, the code path of training. The floor's
     training step is the one inside the same MT-Uncertainty step, timed on its own: the selection drifts
@@ -213,7 +213,7 @@ def measure_mt_uncertainty(
         selected_lengths.append(selected["input_ids"].shape[1])
 
     def pool_forward(i: int) -> None:
-        model.eval()
+        model.train(trainer.task_sampler.scoring_mode == "train")  # the mode the selection scores in
         with torch.no_grad():
             for chunk in chunks[i]:
                 model(**chunk)
