@@ -11,9 +11,9 @@ COMMON=(--model_name_or_path CA-MTL-mini --data_dir ../shared/glue ../shared/dat
         --report_to none --seed 1 --overwrite_output_dir --do_train --do_eval --do_predict)
 declare -A FLAGS=(
   [stsb-rte-csqa]="--tasks sts-b rte commonsenseqa --max_steps 400"
-  [sst2-wikitext-mlm]="--tasks sst-2 wikitext2-mlm --task_weights wikitext2-mlm=0.5 --max_steps 300"
-  [superglue-task-file]="--task_file examples/superglue_tasks.yaml --max_steps 300"
-  [glue-superglue-wnut-mtu]="--tasks cola sst-2 mrpc sts-b qqp mnli qnli rte wnli cb copa wic wnut17 --use_mt_uncertainty --max_steps 200"
+  [sst2-wikitext-mlm]="--tasks sst-2 wikitext2-mlm --task_weights wikitext2-mlm=0.5 --max_steps 200"
+  [superglue-task-file]="--task_file examples/superglue_tasks.yaml --max_steps 200"
+  [glue-superglue-wnut-mtu]="--tasks cola sst-2 mrpc sts-b qqp mnli qnli rte wnli cb copa wic wnut17 --use_mt_uncertainty --max_steps 120"
 )
 for name in "${@:-stsb-rte-csqa sst2-wikitext-mlm superglue-task-file glue-superglue-wnut-mtu}"; do
   for scenario in $name; do

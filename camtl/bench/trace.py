@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camtl.collation import MultiTaskCollator
+from camtl.collation import MultiTaskCollator, model_inputs
 from camtl.features import TaskDataset, TaskFeatures, load_features
 from camtl.metrics import compute_metrics
 from camtl.model import CaMtlModel, load_model, load_tokenizer
@@ -29,17 +29,21 @@ def checkpoints(run_dir: Path) -> list[Path]:
 
 
 @torch.inference_mode()
-def logits_of(model: CaMtlModel, features: TaskFeatures, task: str, rows: torch.Tensor) -> torch.Tensor:
-    """(len(rows), C) logits of ``task``'s head on the given rows, eval mode, in row order."""
+def outputs_of(model: CaMtlModel, features: TaskFeatures, task: str, rows: torch.Tensor, name: str):
+    """The model output ``name`` (logits or example_losses) of ``task``'s rows, eval mode, in row order."""
     dataset = TaskDataset(features, model.task_index(task))
     collator = MultiTaskCollator(model.config.backbone.get("pad_token_id") or 0)
     model.eval()
     out = []
     for start in range(0, len(rows), BATCH):
         batch = collator([dataset[int(i)] for i in rows[start : start + BATCH]])
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "example_index")}
-        out.append(model(**inputs).logits.float())
+        out.append(getattr(model(**model_inputs(batch)), name).float())
     return torch.cat(out)
+
+
+def logits_of(model: CaMtlModel, features: TaskFeatures, task: str, rows: torch.Tensor) -> torch.Tensor:
+    """(len(rows), C) logits of ``task``'s head on the given rows."""
+    return outputs_of(model, features, task, rows, "logits")
 
 
 def head_bias(model: CaMtlModel, task: str) -> list[float]:
@@ -50,9 +54,8 @@ def head_bias(model: CaMtlModel, task: str) -> list[float]:
 
 
 def task_loss(model: CaMtlModel, features: TaskFeatures, task: str, rows: torch.Tensor) -> float:
-    logits = logits_of(model, features, task, rows)
-    task_ids = torch.full((len(rows),), model.task_index(task))
-    return float(model.heads.loss(logits, features.labels[rows], task_ids).mean())
+    """``task``'s mean loss over the given rows (the model's own per-example losses)."""
+    return float(outputs_of(model, features, task, rows, "example_losses").mean())
 
 
 def dev_summary(model: CaMtlModel, features: TaskFeatures, task: str) -> dict:
