@@ -125,8 +125,29 @@ def _masked_lm_metrics(totals: dict) -> dict[str, float]:
 
 
 def _task_results(results: dict) -> dict[str, dict]:
-    """The entries of ``results`` that are scored tasks, in registry order."""
-    return {task: results[task] for task in TASKS if isinstance(results.get(task), dict)}
+    """The entries of ``results`` that are scored tasks: registered ones in registry order, then any others
+    (tasks of a task file that this process has not registered) in their own order."""
+    scored = {task: metrics for task, metrics in results.items() if isinstance(metrics, dict)}
+    return {
+        task: scored[task] for task in [*(t for t in TASKS if t in scored), *scored.keys() - TASKS.keys()]
+    }
+
+
+def _is_glue(task: str) -> bool:
+    return task in TASKS and TASKS[task].glue
+
+
+def _primary_metric(task: str, metrics: dict[str, float]) -> str:
+    """The registered task's primary metric; for another task, the metric that its score repeats."""
+    if task in TASKS:
+        return TASKS[task].primary_metric
+    return next(
+        (name for name, value in metrics.items() if name != "score" and value == metrics["score"]), "score"
+    )
+
+
+def _format_metric(name: str, value: float) -> str:
+    return f"{name} {value:.3f}" if name.endswith("loss") else f"{name} {100 * value:.2f}"  # losses unscaled
 
 
 def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
@@ -134,7 +155,7 @@ def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
     scores = [
         metrics["score"]
         for task, metrics in _task_results(results).items()
-        if TASKS[task].glue and (include_wnli or task != "wnli")
+        if _is_glue(task) and (include_wnli or task != "wnli")
     ]
     if not scores:
         raise ValueError("no scored GLUE task in the results: nothing to average")
@@ -147,7 +168,7 @@ def summarize(results: dict[str, dict]) -> dict:
     ``glue_average`` over the GLUE tasks (without WNLI; a WNLI-only evaluation still gets one, to select
     checkpoints by), and with other tasks ``average``, the mean score over every task evaluated."""
     summary: dict = dict(_task_results(results))
-    glue = [task for task in summary if TASKS[task].glue]
+    glue = [task for task in summary if _is_glue(task)]
     if glue:
         summary["glue_average"] = glue_average(summary, include_wnli=set(glue) == {"wnli"})
         if "wnli" in summary:
@@ -169,14 +190,14 @@ def format_results_table(results: dict) -> str:
     """A fixed-width table of ``results`` (per-task metrics, optionally with averages), scores x100."""
     rows = [("task", "metric", "score", "other metrics")]
     for task, metrics in _task_results(results).items():
-        primary = TASKS[task].primary_metric
+        primary = _primary_metric(task, metrics)
         others = "  ".join(
-            f"{name} {100 * value:.2f}" for name, value in metrics.items() if name not in ("score", primary)
+            _format_metric(name, value) for name, value in metrics.items() if name not in ("score", primary)
         )
         rows.append((task, primary, f"{100 * metrics['score']:.2f}", others))
 
     averages = []
-    glue = [task for task in _task_results(results) if TASKS[task].glue]
+    glue = [task for task in _task_results(results) if _is_glue(task)]
     if any(task != "wnli" for task in glue):
         averages.append(("GLUE average without WNLI", glue_average(results)))
     if "wnli" in glue:

@@ -211,3 +211,19 @@ def test_summary_of_wnli_alone_averages_wnli():
     summary = summarize({"wnli": {"accuracy": 0.5, "score": 0.5}})
     assert summary["glue_average"] == 0.5
     assert summary["glue_average_with_wnli"] == 0.5
+
+
+def test_the_table_shows_unregistered_tasks_and_losses_unscaled():
+    # What a fresh process reads from the eval_results.json of a run on task-file tasks and an MLM task.
+    results = {
+        "sst-2": {"accuracy": 0.8, "score": 0.8},
+        "wic-file": {"accuracy": 0.58, "score": 0.58},
+        "wikitext2-mlm": {"masked_accuracy": 0.035, "masked_loss": 7.5471, "score": 0.035},
+        "average": 0.47,
+    }
+    lines = format_results_table(results).splitlines()
+    (wic,) = [line for line in lines if line.startswith("wic-file")]
+    assert wic.split()[1:3] == ["accuracy", "58.00"]
+    (mlm,) = [line for line in lines if line.startswith("wikitext2-mlm")]
+    assert "masked_loss 7.547" in mlm and "754" not in mlm
+    assert [line.split()[0] for line in lines[1:4]] == ["sst-2", "wikitext2-mlm", "wic-file"]
