@@ -45,7 +45,7 @@ def test_scenario_trains_evaluates_predicts_and_reloads(scenario, tiny_bert, sha
     assert set(tasks) <= set(results) and -1 <= results.get("average", results.get("glue_average")) <= 1
     written = {path.stem for path in (tmp_path / "run" / "predictions").glob("*.jsonl")}
     assert written == {
-        t for t in tasks if t in ("commonsenseqa", "cb", "wnut17")
+        t for t in tasks if t in ("commonsenseqa", "cb", "cb-file", "wnut17")
     }  # the ones with a test split
     # Predict-only from the saved run, with no --tasks and no --task_file: the checkpoint carries its tasks.
     run.main([
