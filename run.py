@@ -18,6 +18,7 @@ import torch
 from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
 
+from camtl.allocator import retain_freed_memory
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
 from camtl.checkpoints import begin_run, check_explicit, choose_latest
 from camtl.collation import Masking, MultiTaskCollator
@@ -186,6 +187,7 @@ def main_process(args: CaMtlTrainingArguments) -> bool:
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> CaMtlTrainer:
     stop = GracefulStop().install()  # SIGINT and SIGTERM end the run with one line
+    retain_freed_memory()  # host memory: each step reuses what the last one freed (camtl/allocator.py)
     model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,8 +1,10 @@
 """What the conditional attention costs on the CPU kernels: ``python -m scripts.attention_kernels``.
 
-PyTorch's CPU SDPA runs its fused flash kernel with a boolean padding mask (the vanilla layers), but
-falls back to the unfused math kernel when the additive mask needs a gradient, as CA-MTL's learned
-bias M(z) does. This times forward + backward of one attention call per case at both speed shapes
+Without dropout (evaluation, MT-Uncertainty scoring in evaluation mode), PyTorch's CPU SDPA runs its
+fused flash kernel with a boolean padding mask (the vanilla layers) but falls back to the unfused math
+kernel when the additive mask needs a gradient, as CA-MTL's learned bias M(z) does. With dropout (a
+training step: BERT's attention dropout is 0.1) no fused CPU kernel applies, so every contender runs
+the math kernel. This times forward + backward of one attention call per case at both speed shapes
 (batch 32, 12 heads, 128 tokens, the last quarter padded) and names the kernel that ran.
 """
 
@@ -16,15 +18,16 @@ import torch.nn.functional as F
 from torch.profiler import profile
 
 HEAD_SIZES = {"6 x 384": 32, "12 x 768": 64}
+DROPOUTS = {"no dropout": 0.0, "dropout 0.1": 0.1}
 
 
-def attention_step(q, k, v, mask) -> None:
-    F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward()
+def attention_step(q, k, v, mask, dropout: float) -> None:
+    F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout).sum().backward()
 
 
-def kernel_of(q, k, v, mask) -> str:
+def kernel_of(q, k, v, mask, dropout: float) -> str:
     with profile() as trace:
-        attention_step(q, k, v, mask)
+        attention_step(q, k, v, mask, dropout)
     names = [e.key for e in trace.key_averages() if e.key.startswith("aten::_scaled_dot_product")]
     return names[0].removeprefix("aten::_scaled_dot_product_") if names else "?"
 
@@ -44,17 +47,21 @@ def main() -> None:
     print(f"one attention call, forward + backward, batch {batch} x {heads} heads x {length} tokens")
     for shape, head_size in HEAD_SIZES.items():
         q, k, v = (torch.randn(batch, heads, length, head_size, requires_grad=True) for _ in range(3))
-        times = {name: [] for name in cases}
-        for _ in range(7):  # interleaved rounds; the first is a warm-up
+        for regime, dropout in DROPOUTS.items():
+            times = {name: [] for name in cases}
+            for _ in range(7):  # interleaved rounds; the first is a warm-up
+                for name, mask in cases.items():
+                    start = time.perf_counter()
+                    attention_step(q, k, v, mask(), dropout)
+                    times[name].append(time.perf_counter() - start)
+            vanilla = statistics.median(times["boolean padding mask (vanilla)"][1:])
             for name, mask in cases.items():
-                start = time.perf_counter()
-                attention_step(q, k, v, mask())
-                times[name].append(time.perf_counter() - start)
-        vanilla = statistics.median(times["boolean padding mask (vanilla)"][1:])
-        for name, mask in cases.items():
-            median = statistics.median(times[name][1:])
-            kernel = kernel_of(q, k, v, mask())
-            print(f"{shape:<9} {name:<38} {1000 * median:7.1f} ms  {median / vanilla:5.2f}x  {kernel}")
+                median = statistics.median(times[name][1:])
+                kernel = kernel_of(q, k, v, mask(), dropout)
+                print(
+                    f"{shape:<9} {regime:<11} {name:<38} {1000 * median:7.1f} ms  "
+                    f"{median / vanilla:5.2f}x  {kernel}"
+                )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from camtl.allocator import retain_freed_memory
 from camtl.bench import contention, device, diagnosis, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, (description, add_arguments, _) in PROGRAMS.items():
         add_arguments(programs.add_parser(name, help=description.strip().splitlines()[0]))
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as run.py does: the programs time and run what a training run runs
     PROGRAMS[args.program][2](args, " ".join(["python -m camtl.bench", *argv]))
 
 

@@ -25,6 +25,8 @@ import torch
 import transformers
 from transformers import TrainingArguments
 
+from camtl.bench.common import write_json
+from camtl.bench.speed_breakdown import format_breakdown, measure_breakdown
 from camtl.bench.speed_report import (
     WARMUP_ROUNDS,
     alternate,
@@ -83,6 +85,7 @@ class Plan:
 
 FULL = Plan(20, 16, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
 QUICK = Plan(2, 1, 0, ("fixed",), 1, 40, 300, ("small",))  # base: one cold step each
+BREAKDOWN_ROUNDS = {"small": 12, "base": 6}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -337,19 +340,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="instead of measuring, print torch.profiler tables of one training step per contender",
     )
+    parser.add_argument(
+        "--breakdown",
+        choices=("small", "base"),
+        default=None,
+        help="instead of the full run, time CA-MTL with each conditional module switched off in turn",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     if not args.data_dir.is_dir():
         raise UsageError(f"--data_dir {args.data_dir} does not exist: point it at the GLUE folder")
-    if args.profile:
+    if args.profile or args.breakdown:
         torch.set_num_threads(THREADS)
         tokenizer = load_tokenizer(bundled_encoder_path())
-        with tempfile.TemporaryDirectory(prefix="camtl-profile-") as temp:
+        with tempfile.TemporaryDirectory(prefix="camtl-speed-") as temp:
             _, train_sets = measure_feature_cache(
                 args.data_dir, tokenizer, Path(temp), QUICK.tokenize_examples
             )
+        if args.profile:
             print(profile_step(args.profile, train_sets, tokenizer.pad_token_id))
+        else:
+            rounds = BREAKDOWN_ROUNDS[args.breakdown]
+            result = measure_breakdown(args.breakdown, train_sets, tokenizer.pad_token_id, rounds)
+            write_result(args.output.with_name(f"speed-breakdown-{args.breakdown}.json"), result,
+                         format_breakdown(result), args.json)  # fmt: skip
         return
     plan = QUICK if args.quick else FULL
 
@@ -357,8 +372,11 @@ def run(args: argparse.Namespace) -> None:
         print(f"[speed] {message}", file=sys.stderr, flush=True)
 
     result = measure(args.data_dir, plan, args.quick, log)
-    report = format_report(result)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    args.output.with_suffix(".txt").write_text(report + "\n")
-    print(json.dumps(result, indent=2) if args.json else report)
+    write_result(args.output, result, format_report(result), args.json)
+
+
+def write_result(path: Path, result: dict, report: str, as_json: bool) -> None:
+    """The JSON object at ``path``, the table beside it (.txt); print one of them."""
+    write_json(path, result)
+    path.with_suffix(".txt").write_text(report + "\n")
+    print(json.dumps(result, indent=2) if as_json else report)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import ConcatDataset
 from transformers import BertConfig
 
+from camtl.allocator import retain_freed_memory
 from camtl.collation import MultiTaskCollator
 from camtl.features import TaskDataset, TaskFeatures
 from camtl.model import CaMtlConfig, CaMtlModel, load_model
@@ -38,17 +39,22 @@ def backbone_config(shape: str) -> BertConfig:
     return BertConfig.from_pretrained(bundled_encoder_path()) if shape == "small" else BertConfig()
 
 
-def build_model(shape: str, layout: str, tasks: tuple[str, ...] = TRAINABLE_TASKS) -> CaMtlModel:
-    """The bundled encoder's weights at the small shape, random init at the base shape (no download)."""
+def build_model(shape: str, layout: str, tasks: tuple[str, ...] = TRAINABLE_TASKS, **options) -> CaMtlModel:
+    """The bundled encoder's weights at the small shape, random init at the base shape (no download).
+
+    ``options`` are CaMtlConfig fields (``conditional_modules`` for the breakdown)."""
     torch.manual_seed(0)
     if shape == "small":
-        model = load_model(bundled_encoder_path(), list(tasks), layout=layout, max_seq_length=MAX_SEQ_LENGTH)
+        model = load_model(
+            bundled_encoder_path(), list(tasks), layout=layout, max_seq_length=MAX_SEQ_LENGTH, **options
+        )
     else:
         config = CaMtlConfig(
             layout=layout,
             backbone=backbone_config(shape).to_dict(),
             tasks=list(tasks),
             max_seq_length=MAX_SEQ_LENGTH,
+            **options,
         )
         model = CaMtlModel(config)
     return model.train()
@@ -110,7 +116,8 @@ def process_memory_mib(field: str) -> float:
 
 def memory_probe(shape: str, layout: str) -> None:
     """Runs in a fresh subprocess: prints {model_rss_mib, peak_rss_mib} for two training steps on a
-    random 32 x 128 batch of mixed tasks with random-init weights."""
+    random 32 x 128 batch of mixed tasks with random-init weights, with the allocator setting of run.py."""
+    retain_freed_memory()
     torch.set_num_threads(THREADS)
     config = CaMtlConfig(
         layout=layout,

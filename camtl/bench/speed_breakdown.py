@@ -1,0 +1,77 @@
+"""Where CA-MTL's extra time per training step goes: ``python -m camtl.bench speed --breakdown``.
+
+The base layout is timed against the vanilla model with all its conditional modules and with each one
+switched off in turn (``conditional_modules``, the ablation option), on the same batches, alternated
+in rounds like every speed measurement. The cost of a module is the median over rounds of
+(t_camtl - t_without_module) / t_vanilla: the fraction of a vanilla step that the module adds.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from camtl.bench.speed_report import alternate, paired_ratio, paired_ratio_quartiles
+from camtl.bench.speed_setup import (
+    BATCH_SIZE,
+    MAX_SEQ_LENGTH,
+    build_model,
+    drawn_batches,
+    make_optimizer,
+    model_inputs,
+    training_step,
+)
+from camtl.collation import MultiTaskCollator
+from camtl.features import TaskFeatures
+from camtl.model.configuration import CONDITIONAL_MODULES
+
+
+def breakdown_contenders() -> dict[str, dict]:
+    """contender -> build_model options: vanilla, CA-MTL, and CA-MTL without each conditional module."""
+    contenders = {"vanilla": {"layout": "none"}, "camtl": {"layout": "base"}}
+    for module in CONDITIONAL_MODULES:
+        kept = [other for other in CONDITIONAL_MODULES if other != module]
+        contenders[f"without_{module}"] = {"layout": "base", "conditional_modules": kept}
+    return contenders
+
+
+def measure_breakdown(
+    shape: str, train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int
+) -> dict:
+    """Each contender's step time and ratio to vanilla, and each module's cost (batches padded to 128)."""
+    models = {name: build_model(shape, **options) for name, options in breakdown_contenders().items()}
+    optimizers = {name: make_optimizer(model) for name, model in models.items()}
+    collate = MultiTaskCollator(pad_token_id, MAX_SEQ_LENGTH)
+    batches = [model_inputs(collate(e)) for e in drawn_batches(train_sets, "proportional", rounds + 1)]
+
+    def step(name: str):
+        return lambda i: training_step(models[name], optimizers[name], batches[i])
+
+    seconds = alternate({name: step(name) for name in models}, rounds)
+    vanilla = seconds["vanilla"]
+    result = {"shape": shape, "batch_size": BATCH_SIZE, "rounds": rounds, "contenders": {}, "module_cost": {}}
+    for name, times in seconds.items():
+        result["contenders"][name] = {
+            "median_s": statistics.median(times),
+            "vs_vanilla": paired_ratio(times, vanilla),
+            "vs_vanilla_quartiles": paired_ratio_quartiles(times, vanilla),
+        }
+    for module in CONDITIONAL_MODULES:
+        without = seconds[f"without_{module}"]
+        result["module_cost"][module] = statistics.median(
+            (full - rest) / base for full, rest, base in zip(seconds["camtl"], without, vanilla, strict=True)
+        )
+    return result
+
+
+def format_breakdown(result: dict) -> str:
+    lines = [
+        f"CA-MTL step time by conditional module, {result['shape']} shape, batch {result['batch_size']} "
+        f"padded to {MAX_SEQ_LENGTH}, {result['rounds']} rounds",
+        f"{'contender':<24} {'median s':>9} {'vs vanilla':>11}  quartiles",
+    ]
+    for name, row in result["contenders"].items():
+        first, third = row["vs_vanilla_quartiles"]
+        lines.append(f"{name:<24} {row['median_s']:9.3f} {row['vs_vanilla']:11.3f}  {first:.3f}-{third:.3f}")
+    lines.append("module cost = median of (t_camtl - t_without) / t_vanilla")
+    lines += [f"{module:<24} {cost:+9.3f}" for module, cost in result["module_cost"].items()]
+    return "\n".join(lines)

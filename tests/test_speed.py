@@ -1,0 +1,135 @@
+"""The speed program: timing and ratio code on given numbers, its batches, and the breakdown by module."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from camtl.bench import speed, speed_breakdown, speed_report
+from camtl.model import load_model
+from camtl.model.configuration import CONDITIONAL_MODULES
+from camtl.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # Round 2 is disturbed for both contenders alike: the paired ratio ignores it, medians alone would not.
+    camtl = [1.02, 5.10, 1.03, 1.05, 0.99]
+    vanilla = [1.00, 5.00, 1.00, 1.00, 1.00]
+    assert speed_report.paired_ratio(camtl, vanilla) == pytest.approx(1.02)
+    even = speed_report.paired_ratio([2.0, 4.0], [1.0, 1.0])
+    assert even == pytest.approx(3.0)  # an even count of rounds: the mean of the middle two
+    with pytest.raises(ValueError):
+        speed_report.paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_paired_ratio_quartiles_show_how_far_rounds_disagree():
+    camtl = [1.0, 1.1, 1.2, 1.3, 1.4]
+    assert speed_report.paired_ratio_quartiles(camtl, [1.0] * 5) == pytest.approx((1.1, 1.3))
+    assert speed_report.paired_ratio_quartiles([2.0], [1.0]) == (2.0, 2.0)  # one round (quick): no spread
+
+
+def test_summarize_times_reports_median_and_throughput():
+    summary = speed_report.summarize_times([2.0, 1.0, 4.0], examples=32)
+    assert summary["median_s"] == 2.0
+    assert summary["examples_per_s"] == 16.0
+    assert (summary["min_s"], summary["max_s"], summary["rounds"]) == (1.0, 4.0, 3)
+
+
+def test_check_targets_applies_each_bound_in_its_direction():
+    checked = speed_report.check_targets(
+        {"camtl_vs_vanilla_small": 1.04, "mtu_vs_floor": 1.2, "dynamic_vs_fixed_padding": 2.5, "other": 9.0}
+    )
+    assert checked["camtl_vs_vanilla_small"]["met"] is True
+    assert checked["mtu_vs_floor"]["met"] is False
+    assert checked["dynamic_vs_fixed_padding"] == {"value": 2.5, "target": ">= 2.0", "met": True}
+    assert set(checked) == {"camtl_vs_vanilla_small", "mtu_vs_floor", "dynamic_vs_fixed_padding"}
+
+
+def test_alternate_reverses_the_order_and_drops_warmup_rounds():
+    calls = []
+    steps = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b", "c")}
+    seconds = speed_report.alternate(steps, rounds=2, warmup=1)
+    assert calls == [("a", 0), ("b", 0), ("c", 0), ("c", 1), ("b", 1), ("a", 1), ("a", 2), ("b", 2), ("c", 2)]
+    assert {name: len(times) for name, times in seconds.items()} == {"a": 2, "b": 2, "c": 2}
+
+
+def test_grouped_batches_hold_the_same_tasks_with_less_padding(bundled_tokenizer, tmp_path):
+    from camtl.features import load_features
+
+    train_sets = {
+        task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
+        for task in ("sst-2", "mnli", "rte", "qnli")
+    }
+
+    def padding_and_tasks(batches):
+        padding = sum(max(len(e["input_ids"]) for e in b) * len(b) - sum(len(e["input_ids"]) for e in b)
+                      for b in batches)  # fmt: skip
+        return padding, sorted(int(e["task_id"]) for b in batches for e in b)
+
+    plain_padding, plain_tasks = padding_and_tasks(speed.drawn_batches(train_sets, "proportional", 3))
+    grouped = speed.drawn_batches(train_sets, "proportional", 3, group_by_length=True)
+    grouped_padding, grouped_tasks = padding_and_tasks(grouped)
+    assert [len(b) for b in grouped] == [speed.BATCH_SIZE] * 3
+    assert grouped_tasks == plain_tasks  # one epoch of 96 examples: the same draw, batched differently
+    assert grouped_padding < 0.75 * plain_padding
+
+
+def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
+    lengths = torch.tensor([3, 9, 1, 5, 7, 2, 8])
+    mask = (torch.arange(10)[None, :] < lengths[:, None]).long()
+    pool = {
+        "input_ids": mask * 5,
+        "token_type_ids": 0 * mask,
+        "attention_mask": mask,
+        "task_ids": lengths % 3,
+    }
+    chunks = speed.length_sorted_chunks(pool, size=3)
+    assert [c["input_ids"].shape for c in chunks] == [(3, 9), (3, 5), (1, 1)]
+    assert sorted(int(n) for c in chunks for n in c["attention_mask"].sum(1)) == sorted(lengths.tolist())
+    assert [c["task_ids"].tolist() for c in chunks] == [[0, 2, 1], [2, 0, 2], [1]]
+
+
+def test_the_breakdown_switches_off_one_module_per_contender(
+    tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
+):
+    from camtl.features import load_features
+
+    built = {}
+
+    def tiny_model(shape, layout, **options):  # the bundled encoder's place, at 4 x 32
+        model = load_model(str(tiny_bert), ["sst-2", "rte"], layout=layout, max_seq_length=128, **options)
+        built[options.get("conditional_modules") and f"without_{missing(options)}" or layout] = model
+        return model.train()
+
+    def missing(options):
+        return next(m for m in CONDITIONAL_MODULES if m not in options["conditional_modules"])
+
+    monkeypatch.setattr(speed_breakdown, "build_model", tiny_model)
+    train_sets = {task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
+                  for task in ("sst-2", "rte")}  # fmt: skip
+    result = speed_breakdown.measure_breakdown("small", train_sets, bundled_tokenizer.pad_token_id, rounds=2)
+
+    def count(model, kind):
+        return sum(isinstance(module, kind) for module in model.modules())
+
+    assert set(built) == {"none", "base"} | {f"without_{m}" for m in CONDITIONAL_MODULES}
+    assert (
+        count(built["base"], ConditionalAttentionBias) == 4
+        and count(built["none"], ConditionalAttentionBias) == 0
+    )
+    assert count(built["without_attention"], ConditionalAttentionBias) == 0
+    assert (
+        count(built["without_alignment"], ConditionalAlignment)
+        == 0
+        < count(built["base"], ConditionalAlignment)
+    )
+    assert count(built["without_layer_norm"], ConditionalLayerNorm) == 1  # the adapter's own norm is left
+    assert not hasattr(built["without_adapter"].backbone.encoder.layer[-1].output, "adapter")
+    assert result["contenders"]["vanilla"]["vs_vanilla"] == 1.0
+    assert set(result["module_cost"]) == set(CONDITIONAL_MODULES)
+    assert all(math.isfinite(cost) for cost in result["module_cost"].values())
+    table = speed_breakdown.format_breakdown(result)
+    assert all(f"without_{m}" in table for m in CONDITIONAL_MODULES) and "module cost" in table
