@@ -85,7 +85,7 @@ class Plan:
 
 FULL = Plan(20, 16, WARMUP_ROUNDS, ("fixed", "dynamic"), 6, 500, None, ("small", "base"))
 QUICK = Plan(2, 1, 0, ("fixed",), 1, 40, 300, ("small",))  # base: one cold step each
-BREAKDOWN_ROUNDS = {"small": 12, "base": 6}
+BREAKDOWN_ROUNDS = {"small": 16, "base": 6}
 
 
 # ---------------------------------------------------------------------------------------------------------
