@@ -209,6 +209,8 @@ def test_ablations_remove_exactly_the_named_modules():
     assert all(hasattr(layer.attention.self, "conditional_bias") for layer in model.backbone.encoder.layer)
     with pytest.raises(UsageError, match="unknown conditional module"):
         tiny_model("base", conditional_modules=["adaptor"])
+    with pytest.raises(UsageError, match="conditional_modules is empty: .* layout 'none'"):
+        tiny_model("base", conditional_modules=[])
 
 
 # --- heads, loss, entropy, mixed batches, padding -----------------------------------------------------

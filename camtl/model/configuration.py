@@ -110,6 +110,11 @@ class CaMtlConfig(PretrainedConfig):
             if not weight >= 0:
                 raise UsageError(f"--task_weights {task}={weight}: a weight must be a number >= 0")
         self.task_weights = weights or None
+        if self.conditional_modules is not None and not self.conditional_modules:
+            raise UsageError(
+                "conditional_modules is empty: name at least one, or use layout 'none' for the model"
+                " without conditional modules"
+            )  # [] must not fall through to the default, which is all of them
         self.conditional_modules = list(self.conditional_modules or CONDITIONAL_MODULES)
         self._check()
         super().__post_init__(**kwargs)
