@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from collections.abc import Mapping
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 M_MMAP_MAX = -4
@@ -26,7 +27,7 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int: the largest one, 2 GiB of free h
 OPT_OUT = "CAMTL_RETAIN_FREED_MEMORY"
 
 
-def environment_configures_malloc(environ: dict[str, str] | os._Environ = os.environ) -> bool:
+def environment_configures_malloc(environ: Mapping[str, str] = os.environ) -> bool:
     """The user set glibc's malloc options, or preloaded another allocator: theirs wins."""
     return any(name.startswith("MALLOC_") for name in environ) or any(
         environ.get(name) for name in ("GLIBC_TUNABLES", "LD_PRELOAD")

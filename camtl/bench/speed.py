@@ -344,7 +344,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--breakdown",
         choices=("small", "base"),
         default=None,
-        help="instead of the full run, time CA-MTL with each conditional module switched off in turn",
+        help="instead of the full run, time CA-MTL and each conditional module alone against vanilla",
     )
 
 
