@@ -26,7 +26,9 @@ def child() -> None:
     import torch
 
     from camtl.allocator import retain_freed_memory
-    from camtl.bench.speed import measure_feature_cache, measure_training_steps
+    from camtl.bench.speed import measure_feature_cache
+    from camtl.bench.speed_report import paired_ratio
+    from camtl.bench.speed_training import BUILD_ORDERS, TrainingMeasurement, time_training_steps
     from camtl.model import load_tokenizer
     from camtl.model.presets import bundled_encoder_path
 
@@ -35,9 +37,16 @@ def child() -> None:
     tokenizer = load_tokenizer(bundled_encoder_path())
     with tempfile.TemporaryDirectory() as cache:
         _, train_sets = measure_feature_cache(Path("../shared/glue"), tokenizer, Path(cache), 2000)
-    result = measure_training_steps("small", train_sets, tokenizer.pad_token_id, ROUNDS, PADDINGS)
-    steps = {name: step["median_s"] for name, step in result["steps"].items()}
-    print(json.dumps({"retained": retained, "steps": steps, "ratios": result["ratios"]}))
+        measurement = TrainingMeasurement(
+            "small", PADDINGS, ROUNDS, 1, 0, BUILD_ORDERS[0], "../shared/glue", cache, 2000
+        )
+        seconds = time_training_steps(measurement, train_sets, tokenizer.pad_token_id)["seconds"]
+    steps = {name: statistics.median(times) for name, times in seconds.items()}
+    ratios = {
+        f"camtl_vs_vanilla_{p}": paired_ratio(seconds[f"camtl_{p}"], seconds[f"vanilla_{p}"])
+        for p in PADDINGS
+    }
+    print(json.dumps({"retained": retained, "steps": steps, "ratios": ratios}))
 
 
 def main() -> None:

@@ -2,9 +2,10 @@
 
 Measures the training step (6x384 and 12x768 encoders, batches padded to 128 or to their longest
 example), one MT-Uncertainty step against its floor, evaluation throughput, tokenizing and reloading
-the feature cache, and peak memory. Contenders run alternately, one step each per round, in one
-process: the machine is shared and noisy, so every time is a median over rounds and every comparison
-is the median of the paired ratios a_i / b_i of two steps timed in the same round.
+the feature cache, and peak memory. Contenders run alternately, one step each per round: the machine
+is shared and noisy, so every time is a median over rounds and every comparison is the median of the
+paired ratios a_i / b_i of two steps timed in the same round. Training steps are timed in two fresh
+processes that build the contenders in opposite orders (camtl/bench/speed_training.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from camtl.bench.speed_setup import (  # noqa: F401 (re-exported: camtl.bench.sp
     profile_step,
     training_step,
 )
+from camtl.bench.speed_training import measure_training_steps
 from camtl.collation import MultiTaskCollator
 from camtl.data import SPLITS, split_path
 from camtl.errors import UsageError
@@ -126,49 +128,6 @@ def measure_feature_cache(
         "reload_examples_per_s": examples / reload_s,
     }
     return report, {task: loaded[(task, "train")] for task in TRAINABLE_TASKS}
-
-
-def measure_training_steps(
-    shape: str,
-    train_sets: dict[str, TaskFeatures],
-    pad_token_id: int,
-    rounds: int,
-    paddings: tuple[str, ...],
-    warmup: int = WARMUP_ROUNDS,
-) -> dict:
-    """CA-MTL vs vanilla training steps on the same mixed-task batches, for each padding."""
-    models = {name: build_model(shape, layout) for name, layout in CONTENDERS.items()}
-    optimizers = {name: make_optimizer(model) for name, model in models.items()}
-    draws = {  # fixed and dynamic padding collate the same draw
-        grouped: drawn_batches(train_sets, "proportional", warmup + rounds, grouped)
-        for grouped in {PADDINGS[padding][1] for padding in paddings}
-    }
-    batches = {
-        padding: [model_inputs(MultiTaskCollator(pad_token_id, PADDINGS[padding][0])(e))
-                  for e in draws[PADDINGS[padding][1]]]
-        for padding in paddings
-    }  # fmt: skip
-
-    def step(name: str, padding: str) -> Callable[[int], None]:
-        return lambda i: training_step(models[name], optimizers[name], batches[padding][i])
-
-    steps = {f"{name}_{padding}": step(name, padding) for padding in paddings for name in models}
-    seconds = alternate(steps, rounds, warmup)
-    result = {
-        "steps": {name: summarize_times(times, BATCH_SIZE) for name, times in seconds.items()},
-        "mean_padded_length": {
-            p: statistics.mean(b["input_ids"].shape[1] for b in batches[p]) for p in paddings
-        },
-        "mean_example_length": statistics.mean(
-            float(b["attention_mask"].sum(1).float().mean()) for b in batches[paddings[0]]
-        ),
-    }
-    pairs = {f"camtl_vs_vanilla_{p}": (seconds[f"camtl_{p}"], seconds[f"vanilla_{p}"]) for p in paddings}
-    for padding in (p for p in paddings if p != "fixed"):  # every plan measures "fixed"
-        for name in models:  # examples/s over examples/s padded to 128 = fixed time over this time
-            pairs[f"{padding}_vs_fixed_{name}"] = (seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"])
-    result["ratios"], result["ratio_quartiles"] = compare(pairs)
-    return result
 
 
 def mt_uncertainty_setup(train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path):
@@ -298,12 +257,11 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
         features, train_sets = measure_feature_cache(data_dir, tokenizer, cache_dir, plan.tokenize_examples)
         result["feature_cache"] = features
         log("training steps, 6 x 384")
-        result["training_small"] = measure_training_steps(
-            "small", train_sets, pad, plan.small_rounds, tuple(PADDINGS)
-        )
+        stored = (data_dir, cache_dir, plan.tokenize_examples)
+        result["training_small"] = measure_training_steps("small", plan.small_rounds, tuple(PADDINGS), stored)
         log("training steps, 12 x 768")
         result["training_base"] = measure_training_steps(
-            "base", train_sets, pad, plan.base_rounds, plan.base_paddings, plan.base_warmup
+            "base", plan.base_rounds, plan.base_paddings, stored, plan.base_warmup
         )
         log("MT-Uncertainty step")
         result["mt_uncertainty"] = measure_mt_uncertainty(

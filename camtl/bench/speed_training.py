@@ -1,0 +1,148 @@
+"""The speed program's training-step comparison: CA-MTL and vanilla alternated in rounds, in fresh processes
+that build the two contenders in opposite orders.
+
+Which model is built first changes where its tensors sit in memory, and that alone moved the 6 x 384
+ratio by a few points, either way (``python -m scripts.build_order_effect``,
+results/build-order-effect.txt). So each comparison pools one process per build order, half the rounds
+in each; a ratio is still the median of paired rounds, each pair timed in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from camtl.allocator import retain_freed_memory
+from camtl.bench.speed_report import WARMUP_ROUNDS, alternate, compare, paired_ratio, summarize_times
+from camtl.bench.speed_setup import (
+    BATCH_SIZE,
+    CONTENDERS,
+    MAX_SEQ_LENGTH,
+    PADDINGS,
+    REPO_ROOT,
+    THREADS,
+    build_model,
+    drawn_batches,
+    make_optimizer,
+    model_inputs,
+    training_step,
+)
+from camtl.collation import MultiTaskCollator
+from camtl.features import TaskFeatures, load_features
+from camtl.model import load_tokenizer
+from camtl.model.presets import bundled_encoder_path
+from camtl.tasks import TRAINABLE_TASKS
+
+BUILD_ORDERS = (tuple(CONTENDERS), tuple(reversed(CONTENDERS)))
+
+
+@dataclass(frozen=True)
+class TrainingMeasurement:
+    """What a child process times: a shape, its paddings, ``rounds`` after ``warmup`` from ``first_batch``."""
+
+    shape: str
+    paddings: tuple[str, ...]
+    rounds: int
+    warmup: int
+    first_batch: int
+    build_order: tuple[str, ...]
+    data_dir: str  # the train sets come from the feature cache the parent has filled
+    cache_dir: str
+    max_examples: int | None
+
+
+def time_training_steps(
+    measurement: TrainingMeasurement, train_sets: dict[str, TaskFeatures], pad_token_id: int
+) -> dict:
+    """Seconds of each contender's step per round, for each padding, on the same mixed-task batches."""
+    m = measurement
+    models = {name: build_model(m.shape, CONTENDERS[name]) for name in m.build_order}
+    optimizers = {name: make_optimizer(model) for name, model in models.items()}
+    count = m.first_batch + m.warmup + m.rounds
+    draws = {  # fixed and dynamic padding collate the same draw
+        grouped: drawn_batches(train_sets, "proportional", count, grouped)[m.first_batch :]
+        for grouped in {PADDINGS[padding][1] for padding in m.paddings}
+    }
+    batches = {
+        padding: [model_inputs(MultiTaskCollator(pad_token_id, PADDINGS[padding][0])(e))
+                  for e in draws[PADDINGS[padding][1]]]
+        for padding in m.paddings
+    }  # fmt: skip
+
+    def step(name: str, padding: str) -> Callable[[int], None]:
+        return lambda i: training_step(models[name], optimizers[name], batches[padding][i])
+
+    steps = {f"{name}_{padding}": step(name, padding) for padding in m.paddings for name in CONTENDERS}
+    return {
+        "seconds": alternate(steps, m.rounds, m.warmup),
+        "padded_lengths": {p: [b["input_ids"].shape[1] for b in batches[p]] for p in m.paddings},
+        "example_lengths": [float(b["attention_mask"].sum(1).float().mean()) for b in batches[m.paddings[0]]],
+    }
+
+
+def training_child(measurement: dict) -> None:
+    """Runs in a fresh process: prints time_training_steps as JSON."""
+    m = TrainingMeasurement(**{**measurement, "paddings": tuple(measurement["paddings"]),
+                               "build_order": tuple(measurement["build_order"])})  # fmt: skip
+    retain_freed_memory()
+    torch.set_num_threads(THREADS)
+    tokenizer = load_tokenizer(bundled_encoder_path())
+    train_sets = {
+        task: load_features(Path(m.data_dir), task, "train", tokenizer, MAX_SEQ_LENGTH, Path(m.cache_dir),
+                            m.max_examples)
+        for task in TRAINABLE_TASKS
+    }  # fmt: skip
+    print(json.dumps(time_training_steps(m, train_sets, tokenizer.pad_token_id)))
+
+
+def run_child(measurement: TrainingMeasurement) -> dict:
+    code = f"from camtl.bench.speed_training import training_child; training_child({asdict(measurement)!r})"
+    process = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"training-step child {measurement} failed:\n{process.stderr[-2000:]}")
+    return json.loads(process.stdout.strip().splitlines()[-1])
+
+
+def measure_training_steps(
+    shape: str, rounds: int, paddings: tuple[str, ...], features: tuple[Path, Path, int | None],
+    warmup: int = WARMUP_ROUNDS,
+) -> dict:  # fmt: skip
+    """CA-MTL vs vanilla training steps, for each padding: one process per build order, pooled.
+
+    ``features``: (GLUE folder, filled feature cache, examples per split) to load the train sets from.
+    """
+    per_process = math.ceil(rounds / len(BUILD_ORDERS))
+    data_dir, cache_dir, max_examples = features
+    runs = [
+        run_child(TrainingMeasurement(shape, paddings, per_process, warmup, index * per_process, order,
+                                      str(data_dir), str(cache_dir), max_examples))
+        for index, order in enumerate(BUILD_ORDERS)
+    ]  # fmt: skip
+    seconds = {name: [t for run in runs for t in run["seconds"][name]] for name in runs[0]["seconds"]}
+    result = {
+        "build_orders": [list(order) for order in BUILD_ORDERS],
+        "steps": {name: summarize_times(times, BATCH_SIZE) for name, times in seconds.items()},
+        "mean_padded_length": {
+            p: statistics.mean(n for run in runs for n in run["padded_lengths"][p]) for p in paddings
+        },
+        "mean_example_length": statistics.mean(n for run in runs for n in run["example_lengths"]),
+    }
+    pairs = {f"camtl_vs_vanilla_{p}": (seconds[f"camtl_{p}"], seconds[f"vanilla_{p}"]) for p in paddings}
+    for padding in (p for p in paddings if p != "fixed"):  # every plan measures "fixed"
+        for name in CONTENDERS:  # examples/s over examples/s padded to 128 = fixed time over this time
+            pairs[f"{padding}_vs_fixed_{name}"] = (seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"])
+    result["ratios"], result["ratio_quartiles"] = compare(pairs)
+    result["camtl_vs_vanilla_fixed_by_build_order"] = [
+        paired_ratio(run["seconds"]["camtl_fixed"], run["seconds"]["vanilla_fixed"]) for run in runs
+    ]
+    return result
