@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl.bench import speed, speed_breakdown, speed_report
+from camtl.bench import speed, speed_breakdown, speed_report, speed_training
 from camtl.model import load_model
 from camtl.model.configuration import CONDITIONAL_MODULES
 from camtl.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
+TASKS4 = ("sst-2", "mnli", "rte", "qnli")  # 96 fixture examples: three batches of 32
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -128,3 +129,47 @@ def test_the_breakdown_keeps_one_module_per_contender(tiny_bert, bundled_tokeniz
         assert cost == result["contenders"][f"only_{module}"]["vs_vanilla"] - 1 and math.isfinite(cost)
     table = speed_breakdown.format_breakdown(result)
     assert all(f"only_{m}" in table for m in CONDITIONAL_MODULES) and "module cost" in table
+
+
+def test_training_steps_pool_one_process_per_build_order_on_distinct_batches(monkeypatch):
+    asked = []
+
+    def child(measurement):  # a child that times vanilla 1 s and CA-MTL faster when it is built first
+        asked.append(measurement)
+        camtl = [1.02, 1.04] if measurement.build_order[0] == "camtl" else [1.06, 1.08]
+        lengths = [128] * (measurement.warmup + measurement.rounds)
+        return {"seconds": {"camtl_fixed": camtl, "vanilla_fixed": [1.0, 1.0]},
+                "padded_lengths": {"fixed": lengths}, "example_lengths": [30.0] * len(lengths)}  # fmt: skip
+
+    monkeypatch.setattr(speed_training, "run_child", child)
+    result = speed_training.measure_training_steps("small", 4, ("fixed",), (Path("g"), Path("c"), None), 1)
+    assert [m.build_order for m in asked] == [("camtl", "vanilla"), ("vanilla", "camtl")]
+    assert [(m.first_batch, m.rounds, m.warmup) for m in asked] == [(0, 2, 1), (2, 2, 1)]
+    assert result["ratios"]["camtl_vs_vanilla_fixed"] == pytest.approx(1.05)  # median of all four rounds
+    assert result["camtl_vs_vanilla_fixed_by_build_order"] == pytest.approx([1.03, 1.07])
+    assert result["steps"]["camtl_fixed"]["rounds"] == 4
+
+
+def test_a_training_child_builds_in_its_order_and_times_every_step(
+    tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
+):
+    from camtl.features import load_features
+
+    built = []
+
+    def tiny_model(shape, layout):
+        built.append(layout)
+        return load_model(str(tiny_bert), list(TASKS4), layout=layout, max_seq_length=128).train()
+
+    monkeypatch.setattr(speed_training, "build_model", tiny_model)
+    train_sets = {task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
+                  for task in TASKS4}  # fmt: skip
+    measurement = speed_training.TrainingMeasurement(
+        "small", ("fixed", "dynamic"), 1, 1, 1, ("vanilla", "camtl"), str(FIXTURES), str(tmp_path), None
+    )
+    timed = speed_training.time_training_steps(measurement, train_sets, bundled_tokenizer.pad_token_id)
+    assert built == ["none", "base"]
+    assert list(timed["seconds"]) == ["camtl_fixed", "vanilla_fixed", "camtl_dynamic", "vanilla_dynamic"]
+    assert all(len(times) == 1 and min(times) > 0 for times in timed["seconds"].values())
+    assert timed["padded_lengths"]["fixed"] == [128] * 2
+    assert max(timed["padded_lengths"]["dynamic"]) < 128
