@@ -37,9 +37,7 @@ def child() -> None:
     tokenizer = load_tokenizer(bundled_encoder_path())
     with tempfile.TemporaryDirectory() as cache:
         _, train_sets = measure_feature_cache(Path("../shared/glue"), tokenizer, Path(cache), 2000)
-        measurement = TrainingMeasurement(
-            "small", PADDINGS, ROUNDS, 1, 0, BUILD_ORDERS[0], "../shared/glue", cache, 2000
-        )
+        measurement = TrainingMeasurement("small", PADDINGS, ROUNDS, 1, 0, BUILD_ORDERS[0])
         seconds = time_training_steps(measurement, train_sets, tokenizer.pad_token_id)["seconds"]
     steps = {name: statistics.median(times) for name, times in seconds.items()}
     ratios = {

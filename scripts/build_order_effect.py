@@ -34,9 +34,7 @@ def child(order: tuple[str, ...]) -> None:
     tokenizer = load_tokenizer(bundled_encoder_path())
     with tempfile.TemporaryDirectory() as cache:
         _, train_sets = measure_feature_cache(Path("../shared/glue"), tokenizer, Path(cache), 2000)
-        measurement = TrainingMeasurement(
-            "small", ("fixed",), ROUNDS, 1, 0, order, "../shared/glue", cache, 2000
-        )
+        measurement = TrainingMeasurement("small", ("fixed",), ROUNDS, 1, 0, order)
         seconds = time_training_steps(measurement, train_sets, tokenizer.pad_token_id)["seconds"]
     steps = {name: statistics.median(times) for name, times in seconds.items()}
     print(

@@ -134,7 +134,9 @@ def test_the_breakdown_keeps_one_module_per_contender(tiny_bert, bundled_tokeniz
 def test_training_steps_pool_one_process_per_build_order_on_distinct_batches(monkeypatch):
     asked = []
 
-    def child(measurement):  # a child that times vanilla 1 s and CA-MTL faster when it is built first
+    def child(
+        measurement, features
+    ):  # a child that times vanilla 1 s and CA-MTL faster when it is built first
         asked.append(measurement)
         camtl = [1.02, 1.04] if measurement.build_order[0] == "camtl" else [1.06, 1.08]
         lengths = [128] * (measurement.warmup + measurement.rounds)
@@ -142,7 +144,7 @@ def test_training_steps_pool_one_process_per_build_order_on_distinct_batches(mon
                 "padded_lengths": {"fixed": lengths}, "example_lengths": [30.0] * len(lengths)}  # fmt: skip
 
     monkeypatch.setattr(speed_training, "run_child", child)
-    result = speed_training.measure_training_steps("small", 4, ("fixed",), (Path("g"), Path("c"), None), 1)
+    result = speed_training.measure_training_steps("small", 4, ("fixed",), ("g", "c", None), 1)
     assert [m.build_order for m in asked] == [("camtl", "vanilla"), ("vanilla", "camtl")]
     assert [(m.first_batch, m.rounds, m.warmup) for m in asked] == [(0, 2, 1), (2, 2, 1)]
     assert result["ratios"]["camtl_vs_vanilla_fixed"] == pytest.approx(1.05)  # median of all four rounds
@@ -165,7 +167,7 @@ def test_a_training_child_builds_in_its_order_and_times_every_step(
     train_sets = {task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
                   for task in TASKS4}  # fmt: skip
     measurement = speed_training.TrainingMeasurement(
-        "small", ("fixed", "dynamic"), 1, 1, 1, ("vanilla", "camtl"), str(FIXTURES), str(tmp_path), None
+        "small", ("fixed", "dynamic"), 1, 1, 1, ("vanilla", "camtl")
     )
     timed = speed_training.time_training_steps(measurement, train_sets, bundled_tokenizer.pad_token_id)
     assert built == ["none", "base"]

@@ -257,7 +257,7 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
         features, train_sets = measure_feature_cache(data_dir, tokenizer, cache_dir, plan.tokenize_examples)
         result["feature_cache"] = features
         log("training steps, 6 x 384")
-        stored = (data_dir, cache_dir, plan.tokenize_examples)
+        stored = (str(data_dir), str(cache_dir), plan.tokenize_examples)
         result["training_small"] = measure_training_steps("small", plan.small_rounds, tuple(PADDINGS), stored)
         log("training steps, 12 x 768")
         result["training_base"] = measure_training_steps(

@@ -2,9 +2,9 @@
 that build the two contenders in opposite orders.
 
 Which model is built first changes where its tensors sit in memory, and that alone moved the 6 x 384
-ratio by a few points, either way (``python -m scripts.build_order_effect``,
-results/build-order-effect.txt). So each comparison pools one process per build order, half the rounds
-in each; a ratio is still the median of paired rounds, each pair timed in one process.
+ratio by about 3 points (``python -m scripts.build_order_effect``, results/build-order-effect.txt).
+So each comparison pools one process per build order, half the rounds in each; a ratio is still the
+median of paired rounds, each pair timed in one process.
 """
 
 from __future__ import annotations
@@ -54,9 +54,11 @@ class TrainingMeasurement:
     warmup: int
     first_batch: int
     build_order: tuple[str, ...]
-    data_dir: str  # the train sets come from the feature cache the parent has filled
-    cache_dir: str
-    max_examples: int | None
+
+
+FeatureSource = tuple[
+    str, str, "int | None"
+]  # GLUE folder, the feature cache the parent filled, cap per split
 
 
 def time_training_steps(
@@ -88,23 +90,25 @@ def time_training_steps(
     }
 
 
-def training_child(measurement: dict) -> None:
-    """Runs in a fresh process: prints time_training_steps as JSON."""
-    m = TrainingMeasurement(**{**measurement, "paddings": tuple(measurement["paddings"]),
-                               "build_order": tuple(measurement["build_order"])})  # fmt: skip
+def training_child(measurement: dict, features: FeatureSource) -> None:
+    """Runs in a fresh process: loads the train sets from the cache, prints time_training_steps as JSON."""
     retain_freed_memory()
     torch.set_num_threads(THREADS)
     tokenizer = load_tokenizer(bundled_encoder_path())
+    data_dir, cache_dir, max_examples = features
     train_sets = {
-        task: load_features(Path(m.data_dir), task, "train", tokenizer, MAX_SEQ_LENGTH, Path(m.cache_dir),
-                            m.max_examples)
+        task: load_features(
+            Path(data_dir), task, "train", tokenizer, MAX_SEQ_LENGTH, Path(cache_dir), max_examples
+        )
         for task in TRAINABLE_TASKS
-    }  # fmt: skip
-    print(json.dumps(time_training_steps(m, train_sets, tokenizer.pad_token_id)))
+    }
+    timed = time_training_steps(TrainingMeasurement(**measurement), train_sets, tokenizer.pad_token_id)
+    print(json.dumps(timed))
 
 
-def run_child(measurement: TrainingMeasurement) -> dict:
-    code = f"from camtl.bench.speed_training import training_child; training_child({asdict(measurement)!r})"
+def run_child(measurement: TrainingMeasurement, features: FeatureSource) -> dict:
+    call = f"training_child({asdict(measurement)!r}, {features!r})"  # tuples stay tuples through repr
+    code = f"from camtl.bench.speed_training import training_child; {call}"
     process = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=False
     )
@@ -114,20 +118,16 @@ def run_child(measurement: TrainingMeasurement) -> dict:
 
 
 def measure_training_steps(
-    shape: str, rounds: int, paddings: tuple[str, ...], features: tuple[Path, Path, int | None],
-    warmup: int = WARMUP_ROUNDS,
-) -> dict:  # fmt: skip
-    """CA-MTL vs vanilla training steps, for each padding: one process per build order, pooled.
-
-    ``features``: (GLUE folder, filled feature cache, examples per split) to load the train sets from.
-    """
+    shape: str, rounds: int, paddings: tuple[str, ...], features: FeatureSource, warmup: int = WARMUP_ROUNDS
+) -> dict:
+    """CA-MTL vs vanilla training steps, for each padding: one process per build order, pooled."""
     per_process = math.ceil(rounds / len(BUILD_ORDERS))
-    data_dir, cache_dir, max_examples = features
     runs = [
-        run_child(TrainingMeasurement(shape, paddings, per_process, warmup, index * per_process, order,
-                                      str(data_dir), str(cache_dir), max_examples))
+        run_child(
+            TrainingMeasurement(shape, paddings, per_process, warmup, index * per_process, order), features
+        )
         for index, order in enumerate(BUILD_ORDERS)
-    ]  # fmt: skip
+    ]
     seconds = {name: [t for run in runs for t in run["seconds"][name]] for name in runs[0]["seconds"]}
     result = {
         "build_orders": [list(order) for order in BUILD_ORDERS],
