@@ -130,8 +130,6 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
     """Everything that can be checked without loading the model or tokenizing the data."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UsageError("nothing to do: add --do_train, --do_eval and/or --do_predict")
-    if args.fp16 and not torch.cuda.is_available():
-        raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 (or neither)")
     if data_args.max_seq_length <= 2:
         raise UsageError(f"--max_seq_length must be above 2, got {data_args.max_seq_length}")
     for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "pad_to_multiple_of"):

@@ -1,9 +1,10 @@
 """The settings that define a run, recorded in every checkpoint and compared when a run resumes.
 
 ``SETTINGS`` is the one table: each recorded setting is *defining* (a resume that changes it would
-train something else, so it is refused) or *harmless* (logging, saving, evaluation cadence: allowed,
-with a notice). Every field of ModelArguments and DataArguments is recorded and is defining unless the
-table says otherwise, so options added later are covered without touching this file. Of transformers'
+train something else, so it is refused), *harmless* (logging, saving, evaluation cadence: allowed,
+with a notice) or only *recorded* (the machine: not compared). Every field of ModelArguments and
+DataArguments is recorded and is defining unless the table says otherwise, so options added later are
+covered without touching this file. Of transformers'
 TrainingArguments only the fields in the table are recorded; the others describe the launch (devices,
 integrations, hub uploads) rather than what is trained.
 """
@@ -24,7 +25,7 @@ from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
-DEFINING, HARMLESS = "defining", "harmless"
+DEFINING, HARMLESS, RECORDED = "defining", "harmless", "recorded"
 SETTINGS_FILE = "run_settings.json"
 
 SETTINGS: dict[str, str] = {
@@ -58,6 +59,8 @@ SETTINGS: dict[str, str] = {
     "label_smoothing_factor": DEFINING,
     "bf16": DEFINING,  # other rounding: the rest of the run would not be the run it continues
     "fp16": DEFINING,
+    "precision": DEFINING,  # what --precision auto chose: on another machine it may choose otherwise
+    "precision_choice": RECORDED,  # the CPU or GPU, its bf16 and the measurement behind the choice
     "train_sampling_strategy": DEFINING,
     # TrainingArguments: how the run is watched and saved.
     "logging_strategy": HARMLESS,
@@ -111,6 +114,8 @@ def run_settings(model_args, data_args, args, tasks: list[str], sampler: str) ->
     }
     settings["train_files"] = {task: path.stat().st_size for task, path in files.items() if path.is_file()}
     settings["world_size"] = args.world_size
+    if hasattr(args, "precision_choice"):
+        settings["precision_choice"] = args.precision_choice.record()
     return settings
 
 
@@ -144,7 +149,7 @@ def compare_settings(checkpoint: Path, recorded: dict, current: dict, defaults: 
     defining, harmless = [], []
     for name, value in current.items():
         before = recorded.get(name, defaults.get(name, value))
-        if before == value:
+        if before == value or SETTINGS.get(name) == RECORDED:
             continue
         change = f"{_show(name, before)} (now {json.dumps(value) if name in DESCRIPTIONS else _text(value)})"
         (harmless if SETTINGS.get(name, DEFINING) == HARMLESS else defining).append(change)

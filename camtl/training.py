@@ -35,6 +35,7 @@ from camtl.errors import TrainingDiverged
 from camtl.evaluation import evaluate_tasks
 from camtl.features import TaskDataset, TaskFeatures
 from camtl.metrics import AVERAGES, selection_score
+from camtl.precision import autocast
 from camtl.run_settings import SETTINGS_FILE, CurrentCadence
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
 
@@ -106,12 +107,10 @@ class TaskUsage:
 
 
 def mixed_precision(args, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast of ``--bf16`` / ``--fp16`` for forwards outside the Trainer's training step (MT-U
-    scoring, evaluation, prediction): the Trainer's own context manager is a no-op there in transformers 5."""
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    """The training step's autocast for forwards outside it (MT-U scoring, evaluation, prediction): the
+    Trainer's own context manager is a no-op there in transformers 5. ``--precision`` has set ``bf16`` or
+    ``fp16`` (camtl.arguments), so plain TrainingArguments work too."""
+    return autocast("bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", device.type)
 
 
 class DivergenceWatch:

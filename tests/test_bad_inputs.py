@@ -101,7 +101,9 @@ CASES = {
         flags("--do_train", "--overwrite_output_dir", "--num_train_epochs", "0"), "--num_train_epochs must be"
     ),
     "negative --seed": Case(train("--seed", "-1"), "--seed must be in"),
-    "--fp16 without a GPU": Case(train("--fp16"), "use --bf16", env={"CUDA_VISIBLE_DEVICES": ""}),
+    "--fp16 without a GPU": Case(
+        train("--fp16"), "--fp16 needs a CUDA GPU", env={"CUDA_VISIBLE_DEVICES": ""}
+    ),
     "--report_to an integration that is not installed": Case(
         train(report_to="wandb"), "use --report_to none"
     ),

@@ -3,6 +3,7 @@ diagnosis helpers; the study's bootstrap and verdicts, and the study end to end 
 over the GLUE fixtures."""
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from camtl.bench import diagnosis, probe, report, study, trace
+from camtl.bench import diagnosis, probe, report, study, study_plan, trace
 from camtl.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 RECORD_KEYS = {"contender", "seed", "scores", "glue_average", "examples_seen", "trainable_params",
-               "wall_seconds", "cpu_seconds", "train_runtime", "percent_data_used", "command"}  # fmt: skip
+               "wall_seconds", "cpu_seconds", "train_runtime", "percent_data_used", "command", "precision",
+               "threads", "cpu"}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -228,9 +230,9 @@ def test_trace_reads_class_counts_bias_and_losses_from_each_checkpoint(tiny_bert
 # glue-mini: planning and end to end
 
 
-def quick_settings(tiny_bert, **changes) -> study.Settings:
-    values = {**study.QUICK, **changes}
-    return study.Settings(
+def quick_settings(tiny_bert, **changes) -> study_plan.Settings:
+    values = {**study_plan.QUICK, "precision": "fp32", **changes}
+    return study_plan.Settings(
         data_dir=str(FIXTURES), backbone=str(tiny_bert), tasks=("rte", "sts-b", "wnli"), **values
     )
 
@@ -238,7 +240,8 @@ def quick_settings(tiny_bert, **changes) -> study.Settings:
 def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
     settings = quick_settings(tiny_bert)
     flags = {
-        name: study.run_flags(c, settings, 3, tmp_path, tmp_path) for name, c in study.CONTENDERS.items()
+        name: study_plan.run_flags(c, settings, 3, tmp_path, tmp_path)
+        for name, c in study_plan.CONTENDERS.items()
     }
     assert flags["vanilla"][flags["vanilla"].index("--layout") + 1] == "none"
     assert flags["vanilla"][flags["vanilla"].index("--task_sampling") + 1] == "temperature"
@@ -248,27 +251,46 @@ def test_run_flags_follow_the_contender(tmp_path, tiny_bert):
     assert attention[attention.index("--conditional_modules") + 1 :][:2] == ["alignment", "attention"]
     assert "--conditional_modules" not in flags["ca-mtl"] and "--head_lr_multiplier" in flags["heads-x10"]
     assert all("group_by_length" in f for f in flags.values())
-    single = study.run_flags(study.CONTENDERS["single-task"], settings, 3, tmp_path, tmp_path, "rte", 2)
+    assert all(f[f.index("--precision") + 1] == "fp32" for f in flags.values())
+    # the core contenders evaluate during training (the learning curve), the ablations do not
+    assert "--eval_strategy" in flags["ca-mtl"] and "--eval_strategy" not in flags["heads-x10"]
+    single = study_plan.run_flags(
+        study_plan.CONTENDERS["single-task"], settings, 3, tmp_path, tmp_path, "rte", 2
+    )
     assert single[single.index("--tasks") + 1 :][:2] == ["rte", "--layout"]
     assert single[single.index("--max_steps") + 1] == "2" and "--task_sampling" not in single
+    assert "--eval_strategy" not in single
 
 
-def test_single_task_models_train_their_epochs_capped_and_wnli_none(tiny_bert):
-    settings = quick_settings(tiny_bert, single_task_epochs=2.0, single_task_max_steps=11, batch_size=4)
-    assert study.single_task_steps(settings) == {
-        "rte": 11,
-        "sts-b": 11,
-    }  # 24 rows x 2 epochs / 4 = 12, capped
-    settings = quick_settings(tiny_bert, single_task_epochs=0.5, single_task_max_steps=100, batch_size=4)
-    assert study.single_task_steps(settings) == {"rte": 3, "sts-b": 3}
+def test_single_task_models_see_what_the_multitask_sampler_draws_of_their_task(tiny_bert, tmp_path):
+    for task, rows in (("RTE", 8), ("STS-B", 24)):  # 8 and 24 training rows
+        lines = (FIXTURES / task / "train.tsv").read_text().splitlines()[: rows + 1]
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "train.tsv").write_text("\n".join(lines) + "\n")
+    settings = dataclasses.replace(
+        quick_settings(tiny_bert, max_steps=100), data_dir=str(tmp_path), tasks=("rte", "sts-b")
+    )
+    # temperature 3: shares 8 ** (1/3) = 2 : 24 ** (1/3) = 2.884
+    assert study_plan.single_task_steps(settings) == {"rte": 41, "sts-b": 59}
+    proportional = dataclasses.replace(settings, task_sampling="proportional")
+    assert study_plan.single_task_steps(proportional) == {"rte": 25, "sts-b": 75}
+    with_wnli = quick_settings(tiny_bert, max_steps=30)  # 24 rows each: a third each, and no WNLI model
+    assert study_plan.single_task_steps(with_wnli) == {"rte": 10, "sts-b": 10}
+
+
+def test_the_queue_runs_every_core_contender_of_a_seed_before_the_next_seed_and_ablations_last():
+    order = study_plan.queue([1, 2], ["heads-x10", "ca-mtl", "vanilla", "single-task"])
+    assert order == [
+        (1, "ca-mtl"), (1, "vanilla"), (1, "single-task"), (2, "ca-mtl"), (2, "vanilla"), (2, "single-task"),
+        (1, "heads-x10"), (2, "heads-x10"),
+    ]  # fmt: skip
 
 
 def glue_mini(tiny_bert, tmp_path, *flags) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "camtl.bench", "glue-mini", "--quick", "--data_dir", FIXTURES,
         "--backbone", tiny_bert, "--output", tmp_path / "results", "--work_dir", tmp_path / "work",
-        "--features_cache_dir", tmp_path / "cache", "--tasks", "rte", "sts-b", "--seeds", 1,
-        "--probe", tmp_path / "none.json", *flags,
+        "--features_cache_dir", tmp_path / "cache", "--tasks", "rte", "sts-b", "--seeds", 1, *flags,
     ]  # fmt: skip
     return subprocess.run(
         [str(part) for part in command], capture_output=True, text=True, cwd=REPO, timeout=300
@@ -288,7 +310,11 @@ def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
         predictions = json.loads((runs / name.replace(".json", ".predictions.json")).read_text())
         assert {t: len(p) for t, p in predictions.items()} == {"rte": 8, "sts-b": 8}  # --max_eval_samples 8
     single, mtu = records["single-task-seed1.json"], records["ca-mtl-mtu-seed1.json"]
-    assert single["steps_per_task"] == {"rte": 3, "sts-b": 3}  # one epoch of 24 rows at batch 4, capped at 3
+    assert single["steps_per_task"] == {"rte": 2, "sts-b": 2}  # what the 4-step multitask run draws of each
+    assert mtu["precision"] == single["precision"] == study.choose_precision("auto", "cpu").precision
+    # the core contenders evaluate every quarter of training; the last point is the saved model's score
+    assert [point["step"] for point in mtu["learning_curve"]] == [1, 2, 3, 4]
+    assert mtu["learning_curve"][-1]["glue_average"] == mtu["glue_average"]
     assert mtu["examples_seen"] == 4 * 4 and 0 < mtu["percent_data_used"] <= 100
     assert single["trainable_params"] > mtu["trainable_params"]  # two encoders against one
     assert mtu["task_mix"][-1]["drawn"]["rte"] + mtu["task_mix"][-1]["drawn"]["sts-b"] == 16
@@ -305,7 +331,8 @@ def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
     assert "| single-task | 1 |" in table and "| ca-mtl-mtu | 1 |" in table
     assert "| ca-mtl-mtu - single-task |" in table and "python -m camtl.bench glue-mini --quick" in table
     assert "CA-MTL + MT-U surpasses single-task" in (results / "claims.md").read_text()
-    assert (results / "task_mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("task_mix.png", "learning_curves.png", "claims.png"):
+        assert (results / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     changed = glue_mini(tiny_bert, tmp_path, *contenders, "--max_steps", 6)
     assert changed.returncode == 2 and "other settings" in changed.stderr
@@ -338,3 +365,12 @@ def test_training_and_mt_uncertainty_steps_make_no_host_sync():
 
     result = device.sync_check(device.REDUCED, torch.device("cuda"))
     assert result == {"checked": True, "training_step": "no host sync", "mt_uncertainty_step": "no host sync"}
+
+
+def test_study_refuses_before_any_run_when_the_reports_could_not_be_written(tiny_bert, tmp_path):
+    probe_file = tmp_path / "probe.json"
+    scores = {"dev_rows": 277, "dev": {"all": {"score": 0.5}, "1000": {"score": 0.5}}}
+    probe_file.write_text(json.dumps({"probes": {"mean": {"tasks": {"rte": scores, "sts-b": scores}}}}))
+    result = glue_mini(tiny_bert, tmp_path, "--contenders", "vanilla", "--probe", probe_file)
+    assert result.returncode == 2 and "no scores on the first 8 dev rows" in result.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "results" / "runs").exists()

@@ -21,7 +21,7 @@ from camtl.checkpoints import (
     write_run_file,
 )
 from camtl.errors import UsageError
-from camtl.run_settings import DEFINING, HARMLESS, SETTINGS, compare_settings, run_settings
+from camtl.run_settings import DEFINING, HARMLESS, RECORDED, SETTINGS, compare_settings, run_settings
 from run import parse_arguments
 
 
@@ -158,7 +158,7 @@ def test_model_options_added_later_are_defining_without_touching_the_table():
 
 
 def test_the_table_classifies_every_field_it_names_and_model_data_fields_default_to_defining():
-    assert set(SETTINGS.values()) == {DEFINING, HARMLESS}
+    assert set(SETTINGS.values()) == {DEFINING, HARMLESS, RECORDED}
     names = {f.name for cls in (ModelArguments, DataArguments) for f in dataclasses.fields(cls)}
     assert {name for name in names if SETTINGS.get(name) == HARMLESS} == {
         "data_dir",
@@ -167,3 +167,13 @@ def test_the_table_classifies_every_field_it_names_and_model_data_fields_default
         "max_eval_samples",
         "max_predict_samples",
     }
+
+
+def test_the_machine_is_recorded_not_compared_and_the_precision_is_defining():
+    recorded, defaults = settings_of()
+    assert recorded["precision_choice"]["hardware"] and recorded["precision"] in ("fp32", "bf16")
+    moved = {**recorded, "precision_choice": {**recorded["precision_choice"], "hardware": "another CPU"}}
+    assert compare_settings("ckpt", recorded, moved, defaults) == []
+    other = "bf16" if recorded["precision"] == "fp32" else "fp32"
+    with pytest.raises(UsageError, match=f"--precision {recorded['precision']} .now {other}."):
+        compare_settings("ckpt", recorded, {**recorded, "precision": other}, defaults)

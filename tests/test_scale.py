@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from camtl.precision import cpu_name, this_cpu
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 
@@ -95,11 +97,17 @@ def test_two_process_torchrun_keeps_ranks_identical_and_writes_once(tiny_bert, t
     assert digest.hexdigest() == hashes[0]
 
 
+@pytest.mark.skipif(not this_cpu().native_bf16, reason="this CPU has no native bf16: --bf16 is refused here")
 def test_bf16_trains_end_to_end_on_the_cpu(tiny_bert, tmp_path):
     result = run(["run.py", *train_flags(tiny_bert, tmp_path, "bf16", steps=4), "--bf16"])
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "bf16" / "eval_results.json").read_text())
     assert 0 <= results["glue_average"] <= 1
+    settings = json.loads((tmp_path / "bf16" / "checkpoint-4" / "run_settings.json").read_text())
+    assert settings["precision"] == "bf16" and settings["bf16"] is True
+    assert (
+        settings["precision_choice"]["hardware"] == cpu_name() and settings["precision_choice"]["native_bf16"]
+    )
 
 
 def test_non_finite_loss_stops_the_run_naming_step_and_tasks(tiny_bert):

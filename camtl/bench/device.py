@@ -11,7 +11,6 @@ step ratios and the vanilla step's share of the GPU's bf16 peak. It writes ``res
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -23,6 +22,7 @@ from transformers import BertConfig
 
 from camtl.collation import MultiTaskCollator
 from camtl.model import CaMtlConfig, CaMtlModel
+from camtl.precision import autocast
 from camtl.sampling import build_sampler
 from camtl.tasks import TRAINABLE_TASKS
 from camtl.training import CaMtlTrainer, TaskUsage
@@ -76,17 +76,12 @@ def trainer_for(model: CaMtlModel, precision: str, sampler=None) -> CaMtlTrainer
     from camtl.arguments import CaMtlTrainingArguments
 
     args = CaMtlTrainingArguments(
-        output_dir="/tmp/camtl-device-check", report_to="none", bf16=precision == "bf16",
-        fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
+        output_dir="/tmp/camtl-device-check", report_to="none", precision=precision,
+        use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     trainer = CaMtlTrainer(model=model, args=args, task_sampler=sampler, collator=MultiTaskCollator(0))
     trainer.usage = TaskUsage(TASKS, [10**6] * len(TASKS))
     return trainer
-
-
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def make_step(model: CaMtlModel, precision: str, device: torch.device, sampler=None):
@@ -97,7 +92,7 @@ def make_step(model: CaMtlModel, precision: str, device: torch.device, sampler=N
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def step(batch: dict) -> torch.Tensor:
-        with autocast(precision, device):
+        with autocast(precision, device.type):
             loss = trainer.compute_loss(model, dict(batch))
         scaler.scale(loss).backward()
         scaler.step(optimizer)

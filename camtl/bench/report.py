@@ -13,9 +13,9 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from scipy.stats import rankdata
 
+from camtl.bench import figures
 from camtl.bench.common import (
     COLUMN_NAMES,
     GLUE_AVERAGE_TASKS,
@@ -26,7 +26,7 @@ from camtl.bench.common import (
     x100,
 )
 from camtl.data import read_split
-from camtl.tasks import TASKS
+from camtl.tasks import TASKS, evaluation_tasks
 
 BOOTSTRAP = 2000
 NON_INFERIORITY = 0.01  # "matches": the interval's lower end above -1 GLUE point
@@ -291,31 +291,15 @@ def format_claims(rows: list[dict]) -> list[str]:
     return markdown_table(header, body)
 
 
-def plot_task_mix(records: list[dict], path: Path, batch_size: int) -> None:
-    """Share of each task among the examples trained on per logging interval, MT-U contenders (seed mean)."""
-    panels = {}
-    for name in dict.fromkeys(r["contender"] for r in records if "mtu" in r["contender"] and r["task_mix"]):
-        runs = [r["task_mix"] for r in records if r["contender"] == name]
-        steps = [e["step"] for e in runs[0]]
-        tasks = list(runs[0][0]["drawn"])
-        shares = {t: [] for t in tasks}
-        for i in range(len(steps)):
-            drawn = [
-                {t: mix[i]["drawn"][t] - (mix[i - 1]["drawn"][t] if i else 0) for t in tasks} for mix in runs
-            ]
-            for t in tasks:
-                shares[t].append(statistics.mean(d[t] / max(1, sum(d.values())) for d in drawn))
-        panels[name] = (steps, shares)
-    if not panels:
-        return
-    figure = Figure(figsize=(6 * len(panels), 3.4))
-    axes = figure.subplots(1, len(panels), squeeze=False).ravel()
-    for ax, (name, (steps, shares)) in zip(axes, panels.items(), strict=True):
-        ax.stackplot([s * batch_size for s in steps], *shares.values(), labels=list(shares))
-        ax.set(title=name, xlabel="training examples seen", ylabel="share of examples", ylim=(0, 1))
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+def check_inputs(settings, probe_path: Path | None) -> None:
+    """What the reports need, checked before the first run: the probe's floor at the study's cap (when a
+    probe is given) and every dev set's labels."""
+    from camtl.bench.probe import load_floor
+
+    if probe_path is not None:
+        load_floor(probe_path, settings.max_eval_samples)
+    for task in evaluation_tasks(list(settings.tasks)):
+        read_split(settings.data_dir, task, "dev", settings.max_eval_samples)
 
 
 def write_reports(
@@ -339,9 +323,10 @@ def write_reports(
     s = settings
     intro = (
         f"Backbone {backbone_label(s.backbone)}, {s.max_steps} steps x batch {s.batch_size} per multitask run"
-        f" ({s.task_sampling} sampling, T = {s.sampling_temperature:g}, except MT-U), single-task models"
-        f" {s.single_task_epochs:g} epochs (at most {s.single_task_max_steps} steps), lr {s.learning_rate:g},"
-        f" max_seq_length {s.max_seq_length}, length-grouped batches; dev scores x100 on the first"
+        f" ({s.task_sampling} sampling, T = {s.sampling_temperature:g}, except MT-U), single-task models on"
+        " as many examples of their task as that sampler draws of it, lr"
+        f" {s.learning_rate:g}, max_seq_length {s.max_seq_length}, length-grouped batches, {s.precision},"
+        f" {s.threads} thread(s) per run; dev scores x100 on the first"
         f" {s.max_eval_samples} rows of each dev set (whole when smaller), mean ± std over seeds; avg = GLUE"
         " average without WNLI (MNLI-m and -mm counted separately)."
     )
@@ -365,4 +350,6 @@ def write_reports(
             "cpu_hours": cpu_hours,
         },
     )
-    plot_task_mix(records, output / "task_mix.png", settings.batch_size)
+    figures.plot_task_mix(records, output / "task_mix.png", settings.batch_size)
+    figures.plot_learning_curves(records, floor, output / "learning_curves.png")
+    figures.plot_claims(compared, output / "claims.png")

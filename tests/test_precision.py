@@ -1,0 +1,99 @@
+"""Choosing the precision: what the CPU reports and measures decides ``auto``; bf16 without native support
+and fp16 off CUDA are refused; every answer is tried by injecting what the CPU reports, so the logic is
+covered on any machine. The bf16 run itself is in test_scale.py (where the CPU has native bf16)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from camtl.arguments import CaMtlTrainingArguments
+from camtl.errors import UsageError
+from camtl.precision import (
+    BF16_MIN_SPEEDUP,
+    CpuReport,
+    autocast,
+    choose_precision,
+    gemm_rate,
+    this_cpu,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+AMD_EPYC = CpuReport.of({"avx512_f": True, "avx512_bf16": True, "amx_bf16": False}, "AMD EPYC")
+SAPPHIRE = CpuReport.of({"avx512_bf16": True, "amx_bf16": True, "amx_tile": True}, "Intel Xeon (AMX)")
+GRAVITON = CpuReport.of({"bf16": True, "sve_bf16": True, "architecture": "arm64"}, "Neoverse")
+NO_BF16 = CpuReport.of({"avx2": True, "avx512_f": True, "avx512_bf16": False}, "old Xeon")
+
+
+def test_the_native_bf16_flags_are_read_from_what_pytorch_reports():
+    assert AMD_EPYC.bf16_flags == ("avx512_bf16",) and AMD_EPYC.native_bf16
+    assert SAPPHIRE.bf16_flags == ("avx512_bf16", "amx_bf16")
+    assert GRAVITON.native_bf16 and not NO_BF16.native_bf16
+    assert not CpuReport.of({}, "unknown").native_bf16
+
+
+@pytest.mark.parametrize(
+    ("cpu", "speedup", "expected"),
+    [
+        (AMD_EPYC, 2.4, "bf16"),  # native and measured faster
+        (AMD_EPYC, 0.54, "fp32"),  # native but slower (AVX512_BF16 without AMX, measured on a Xeon)
+        (AMD_EPYC, BF16_MIN_SPEEDUP, "bf16"),
+        (NO_BF16, None, "fp32"),  # nothing native: no measurement needed
+    ],
+)
+def test_auto_takes_bf16_only_where_it_is_native_and_measured_faster(cpu, speedup, expected):
+    choice = choose_precision("auto", "cpu", cpu=cpu, speedup=speedup)
+    assert choice.precision == expected and choice.hardware == cpu.name
+    assert choice.bf16_speedup == speedup and choice.requested == "auto"
+
+
+def test_bf16_is_refused_in_one_line_where_it_would_be_emulated():
+    with pytest.raises(UsageError) as refused:
+        choose_precision("bf16", "cpu", cpu=NO_BF16)
+    message = str(refused.value)
+    assert "\n" not in message and "old Xeon" in message and "no native bf16" in message
+    assert "--precision fp32 or auto" in message
+    # native but slower: the explicit choice is kept, with a warning
+    assert choose_precision("bf16", "cpu", cpu=AMD_EPYC, speedup=0.5).precision == "bf16"
+
+
+def test_fp16_needs_cuda_and_fp32_is_always_fp32():
+    with pytest.raises(UsageError, match="--fp16 needs a CUDA GPU"):
+        choose_precision("fp16", "cpu", cpu=AMD_EPYC)
+    assert choose_precision("fp32", "cpu", cpu=AMD_EPYC).precision == "fp32"
+    with pytest.raises(UsageError, match="not one of"):
+        choose_precision("fp8", "cpu", cpu=AMD_EPYC)
+
+
+def test_training_arguments_resolve_the_precision_and_the_trainer_flags(tmp_path):
+    args = CaMtlTrainingArguments(output_dir=str(tmp_path), report_to="none", precision="fp32")
+    assert (args.precision, args.bf16, args.fp16) == ("fp32", False, False)
+    auto = CaMtlTrainingArguments(output_dir=str(tmp_path), report_to="none")
+    assert auto.precision in ("fp32", "bf16") and auto.bf16 == (auto.precision == "bf16")
+    assert auto.precision_choice.native_bf16 == this_cpu().native_bf16
+    with pytest.raises(UsageError, match="name different precisions"):
+        CaMtlTrainingArguments(output_dir=str(tmp_path), report_to="none", precision="fp32", bf16=True)
+
+
+def test_a_conflicting_precision_is_refused_by_run_py_before_loading(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "--model_name_or_path", "CA-MTL-mini", "--data_dir", str(tmp_path),
+         "--output_dir", str(tmp_path / "out"), "--do_train", "--bf16", "--precision", "fp32"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --bf16 and --precision fp32")
+
+
+def test_autocast_is_none_for_fp32_and_bf16_otherwise():
+    with autocast("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast("bf16", "cpu"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_the_gemm_rate_is_a_plausible_flop_rate():
+    rate = gemm_rate(torch.float32, size=128, seconds=0.01)
+    assert 1e8 < rate < 1e14  # a CPU core does between 0.1 GFLOP/s and 100 TFLOP/s
