@@ -12,6 +12,7 @@ import camtl  # noqa: F401  (first: it sets the OpenMP wait policy before torch 
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from transformers import logging as hf_logging
 
 from camtl.allocator import retain_freed_memory
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-from camtl.checkpoints import begin_run, check_explicit, choose_latest
+from camtl.checkpoints import check_explicit, choose_latest
 from camtl.collation import Masking, MultiTaskCollator
 from camtl.config_file import config_file_to_flags
 from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
@@ -38,6 +39,7 @@ from camtl.model import (
     parameter_report,
     parse_layer_range,
 )
+from camtl.overwrite import replacing_earlier_run
 from camtl.run_settings import check_resume_settings, run_settings
 from camtl.sampling import build_sampler
 from camtl.signals import GracefulStop
@@ -210,39 +212,50 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     if main_process(args):
         logger.info("model parameters\n%s", format_parameter_report(report))
         output_dir.mkdir(parents=True, exist_ok=True)
-    run_id = begin_run(output_dir, resume, main_process(args)) if args.do_train else None
-    train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, plan, tokenizer, sampler_name)
-
-    collator, eval_collator = collators(tokenizer, data_args)
-    trainer = CaMtlTrainer(
-        model=model,
-        args=args,
-        train_sets=train_sets,
-        dev_sets=dev_sets,
-        task_sampler=sampler,
-        collator=collator,
-        eval_collator=eval_collator,
-        processing_class=tokenizer,
-        run_id=run_id,
-        run_settings=settings,
-        callbacks=[stop],
+    replacing = (
+        replacing_earlier_run(output_dir, resume, main_process(args), args.world_size)
+        if args.do_train
+        else nullcontext()
     )
-    with writing_results(output_dir):
-        if main_process(args):
-            (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
-        if args.do_train:
-            train(trainer, resume, stop, output_dir)
-        if args.do_eval:
-            evaluated_now = (
-                trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
-            )
-            if not evaluated_now:
-                trainer.evaluate()
-            if main_process(args):
-                write_evaluation_report(trainer, output_dir)
-        if args.do_predict:
-            predict(trainer, test_sets, eval_collator, output_dir, main_process(args))
+    with replacing as replacement:  # a failure from here on leaves the earlier run in place
+        train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, plan, tokenizer, sampler_name)
+        collator, eval_collator = collators(tokenizer, data_args)
+        trainer = CaMtlTrainer(
+            model=model,
+            args=args,
+            train_sets=train_sets,
+            dev_sets=dev_sets,
+            task_sampler=sampler,
+            collator=collator,
+            eval_collator=eval_collator,
+            processing_class=tokenizer,
+            run_id=replacement.run_id if replacement else None,
+            run_settings=settings,
+            callbacks=[stop],
+        )
+        with writing_results(output_dir):
+            write_results(trainer, replacement, resume, stop, output_dir, report, test_sets, eval_collator)
     return trainer
+
+
+def write_results(
+    trainer, replacement, resume, stop, output_dir: Path, report: dict, test_sets: dict, collator
+) -> None:
+    """Train, evaluate and predict as the flags ask, writing each result into ``output_dir``."""
+    args = trainer.args
+    if main_process(args):
+        (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
+    if args.do_train:
+        train(trainer, resume, stop, output_dir)
+        replacement.discard_earlier()  # the new model is saved: it no longer needs the earlier one
+    if args.do_eval:
+        evaluated_now = trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
+        if not evaluated_now:
+            trainer.evaluate()
+        if main_process(args):
+            write_evaluation_report(trainer, output_dir)
+    if args.do_predict:
+        predict(trainer, test_sets, collator, output_dir, main_process(args))
 
 
 def build_model(model_args, data_args, tasks: list[str]):
