@@ -24,7 +24,7 @@ from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArgument
 from camtl.checkpoints import check_explicit, choose_latest
 from camtl.collation import Masking, MultiTaskCollator
 from camtl.config_file import config_file_to_flags
-from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
+from camtl.data import DOWNLOAD_HINT, is_declared, read_split, require_split, split_exists, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
 from camtl.features import default_cache_dir, load_features
@@ -113,8 +113,9 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
             data_dir = task_data_dir(task, data_args.data_dir)
             path = require_split(data_dir, task, "train", needed_by="--do_train")
             if not len(read_split(data_dir, task, "train", max_examples=1)):
+                fix = "fix it or the task's fields in --task_file" if is_declared(task) else "re-download it"
                 raise UsageError(
-                    f"{path} has no usable training row (no rows, or every row is malformed): re-download it"
+                    f"{path} has no usable training row (no rows, or every row is malformed): {fix}"
                 )
     if args.do_eval or args.eval_strategy != "no":
         for task in plan.evaluated:
@@ -124,7 +125,7 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
     if args.do_predict:
         for task in plan.predicted:
             data_dir = task_data_dir(task, data_args.data_dir)
-            if split_path(data_dir, task, "test").is_file():  # a missing test file is a warning, later
+            if split_exists(data_dir, task, "test"):  # a missing test file is a warning, later
                 read_split(data_dir, task, "test", data_args.max_predict_samples)
 
 
@@ -175,7 +176,11 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
 
 def collators(tokenizer, data_args: DataArguments) -> tuple[MultiTaskCollator, MultiTaskCollator]:
     """Training and evaluation collators: masked-LM evaluation masks the same positions every time."""
-    options = {"pad_to_multiple_of": data_args.pad_to_multiple_of, "masking": Masking.of(tokenizer)}
+    options = {
+        "pad_to_multiple_of": data_args.pad_to_multiple_of,
+        "masking": Masking.of(tokenizer),
+        "max_length": data_args.max_seq_length,
+    }
     return (
         MultiTaskCollator(tokenizer.pad_token_id, **options),
         MultiTaskCollator(tokenizer.pad_token_id, fixed_masks=True, **options),
@@ -349,7 +354,8 @@ def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str
     available, missing = [], []
     test_file = {task: split_path(task_data_dir(task, data_args.data_dir), task, "test") for task in tasks}
     for task in tasks:
-        (available if test_file[task].is_file() else missing).append(task)
+        exists = split_exists(task_data_dir(task, data_args.data_dir), task, "test")
+        (available if exists else missing).append(task)
     if missing:
         files = ", ".join(str(test_file[t]) for t in missing)
         logger.warning(
