@@ -136,10 +136,14 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
             require_split(data_dir, task, "dev", needed_by="--do_eval")
             read_split(data_dir, task, "dev", data_args.max_eval_samples)
     if args.do_predict:
-        for task in plan.predicted:
-            data_dir = task_data_dir(task, data_args.data_dir)
-            if split_exists(data_dir, task, "test"):  # a missing test file is a warning, later
-                read_split(data_dir, task, "test", data_args.max_predict_samples)
+        found = [t for t in plan.predicted if split_exists(task_data_dir(t, data_args.data_dir), t, "test")]
+        for task in found:  # a missing test file is a warning, later
+            read_split(task_data_dir(task, data_args.data_dir), task, "test", data_args.max_predict_samples)
+        if not found and not (args.do_train or args.do_eval):  # the run would write nothing at all
+            raise UsageError(
+                f"--do_predict: no test file for {', '.join(plan.predicted or plan.trained)}:"
+                " add the test split (or a task that has one), or use --do_eval"
+            )
 
 
 def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) -> Path | None:

@@ -87,6 +87,11 @@ CASES = {
         on_task_file(), "non-empty list under 'tasks'", write("tasks.yaml", "tasks: {a: 1}")
     ),
     "label_range on classification": bad("key 'label_range' does not apply", declared(label_range="[0, 1]")),
+    "--do_predict alone, no task with a test file": Case(
+        flags("--do_predict", "--task_file", "{work}/tasks.yaml", tasks=None),
+        "--do_predict: no test file for mine",
+        task_file(declared()),
+    ),
     "a missing dev file of a declared task": bad(
         "fix files.dev of task 'mine' in --task_file",
         declared(files="{train: rows.jsonl, dev: missing.jsonl}"),

@@ -149,13 +149,13 @@ def _read(path: Path):
 def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
     """The first schema error as one line: where (the task, by name when it has one), the key, the fix."""
     first = error.errors()[0]
-    loc, where, model = list(first["loc"]), f"{path}:", TaskFile
+    loc, where, model, scope = list(first["loc"]), f"{path}:", TaskFile, content
     if loc[:1] == ["tasks"] and len(loc) > 1 and isinstance(loc[1], int):
         entry = content["tasks"][loc[1]]
         name = entry.get("name") if isinstance(entry, dict) else None
         named = isinstance(name, str) and name.strip()
         where = f"{path}: task '{name}':" if named else f"{path}: task {loc[1] + 1}:"
-        loc, model = loc[2:], TaskEntry
+        loc, model, scope = loc[2:], TaskEntry, entry
         if not isinstance(entry, dict):
             return UsageError(f"{where[:-1]} is not a mapping of keys: write name, type, files, fields, ...")
     keys = []  # the keys of the path; pydantic adds the names of union members, which are skipped
@@ -172,7 +172,10 @@ def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
     fix = FIXES.get(keys[0] if keys else "tasks", "see python -m camtl.tasks.task_file")
     if first["type"] == "missing" or (keys == ["name"] and not str(first.get("input", "")).strip()):
         return UsageError(f"{where} key '{key}' is missing: {fix}")
-    return UsageError(f"{where} key '{key}' is {first['input']!r}: {fix}")
+    value = scope
+    for part in keys:  # the whole value of the key (pydantic's input may be one item of a list)
+        value = value.get(part) if isinstance(value, dict) else first["input"]
+    return UsageError(f"{where} key '{key}' is {value!r}: {fix}")
 
 
 NESTED = {"files": Files, "fields": Fields, "tasks": TaskEntry}
