@@ -12,6 +12,7 @@ import camtl  # noqa: F401  (first: it sets the OpenMP wait policy before torch 
 import json
 import logging
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -20,10 +21,10 @@ from transformers import logging as hf_logging
 
 from camtl.allocator import retain_freed_memory
 from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-from camtl.checkpoints import begin_run, check_explicit, choose_latest
+from camtl.checkpoints import check_explicit, choose_latest
 from camtl.collation import Masking, MultiTaskCollator
 from camtl.config_file import config_file_to_flags
-from camtl.data import DOWNLOAD_HINT, read_split, require_split, split_path
+from camtl.data import DOWNLOAD_HINT, is_declared, read_split, require_split, split_exists, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.evaluation import predict_tasks
 from camtl.features import default_cache_dir, load_features
@@ -38,6 +39,7 @@ from camtl.model import (
     parameter_report,
     parse_layer_range,
 )
+from camtl.overwrite import replacing_earlier_run
 from camtl.run_settings import check_resume_settings, run_settings
 from camtl.sampling import build_sampler
 from camtl.signals import GracefulStop
@@ -74,7 +76,20 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaM
         raise UsageError(str(error).splitlines()[0]) from None
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if flag_value(argv, "--warmup_steps") in ("0", "0.0"):  # __post_init__ reads 0 as "not given": 10%
+        parsed[2].warmup_steps = 0
     return tuple(parsed)
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value given to ``flag`` on the command line (the last one wins, as in argparse), or None."""
+    value = None
+    for index, part in enumerate(argv):
+        if part == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif part.startswith(f"{flag}="):
+            value = part.split("=", 1)[1]
+    return value
 
 
 def saved_model_config(model_name_or_path: str) -> dict:
@@ -111,8 +126,9 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
             data_dir = task_data_dir(task, data_args.data_dir)
             path = require_split(data_dir, task, "train", needed_by="--do_train")
             if not len(read_split(data_dir, task, "train", max_examples=1)):
+                fix = "fix it or the task's fields in --task_file" if is_declared(task) else "re-download it"
                 raise UsageError(
-                    f"{path} has no usable training row (no rows, or every row is malformed): re-download it"
+                    f"{path} has no usable training row (no rows, or every row is malformed): {fix}"
                 )
     if args.do_eval or args.eval_strategy != "no":
         for task in plan.evaluated:
@@ -120,10 +136,14 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
             require_split(data_dir, task, "dev", needed_by="--do_eval")
             read_split(data_dir, task, "dev", data_args.max_eval_samples)
     if args.do_predict:
-        for task in plan.predicted:
-            data_dir = task_data_dir(task, data_args.data_dir)
-            if split_path(data_dir, task, "test").is_file():  # a missing test file is a warning, later
-                read_split(data_dir, task, "test", data_args.max_predict_samples)
+        found = [t for t in plan.predicted if split_exists(task_data_dir(t, data_args.data_dir), t, "test")]
+        for task in found:  # a missing test file is a warning, later
+            read_split(task_data_dir(task, data_args.data_dir), task, "test", data_args.max_predict_samples)
+        if not found and not (args.do_train or args.do_eval):  # the run would write nothing at all
+            raise UsageError(
+                f"--do_predict: no test file for {', '.join(plan.predicted or plan.trained)}:"
+                " add the test split (or a task that has one), or use --do_eval"
+            )
 
 
 def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) -> Path | None:
@@ -171,7 +191,11 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
 
 def collators(tokenizer, data_args: DataArguments) -> tuple[MultiTaskCollator, MultiTaskCollator]:
     """Training and evaluation collators: masked-LM evaluation masks the same positions every time."""
-    options = {"pad_to_multiple_of": data_args.pad_to_multiple_of, "masking": Masking.of(tokenizer)}
+    options = {
+        "pad_to_multiple_of": data_args.pad_to_multiple_of,
+        "masking": Masking.of(tokenizer),
+        "max_length": data_args.max_seq_length,
+    }
     return (
         MultiTaskCollator(tokenizer.pad_token_id, **options),
         MultiTaskCollator(tokenizer.pad_token_id, fixed_masks=True, **options),
@@ -208,39 +232,50 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     if main_process(args):
         logger.info("model parameters\n%s", format_parameter_report(report))
         output_dir.mkdir(parents=True, exist_ok=True)
-    run_id = begin_run(output_dir, resume, main_process(args)) if args.do_train else None
-    train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, plan, tokenizer, sampler_name)
-
-    collator, eval_collator = collators(tokenizer, data_args)
-    trainer = CaMtlTrainer(
-        model=model,
-        args=args,
-        train_sets=train_sets,
-        dev_sets=dev_sets,
-        task_sampler=sampler,
-        collator=collator,
-        eval_collator=eval_collator,
-        processing_class=tokenizer,
-        run_id=run_id,
-        run_settings=settings,
-        callbacks=[stop],
+    replacing = (
+        replacing_earlier_run(output_dir, resume, main_process(args), args.world_size)
+        if args.do_train
+        else nullcontext()
     )
-    with writing_results(output_dir):
-        if main_process(args):
-            (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
-        if args.do_train:
-            train(trainer, resume, stop, output_dir)
-        if args.do_eval:
-            evaluated_now = (
-                trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
-            )
-            if not evaluated_now:
-                trainer.evaluate()
-            if main_process(args):
-                write_evaluation_report(trainer, output_dir)
-        if args.do_predict:
-            predict(trainer, test_sets, eval_collator, output_dir, main_process(args))
+    with replacing as replacement:  # a failure from here on leaves the earlier run in place
+        train_sets, dev_sets, test_sets, sampler = load_data(data_args, args, plan, tokenizer, sampler_name)
+        collator, eval_collator = collators(tokenizer, data_args)
+        trainer = CaMtlTrainer(
+            model=model,
+            args=args,
+            train_sets=train_sets,
+            dev_sets=dev_sets,
+            task_sampler=sampler,
+            collator=collator,
+            eval_collator=eval_collator,
+            processing_class=tokenizer,
+            run_id=replacement.run_id if replacement else None,
+            run_settings=settings,
+            callbacks=[stop],
+        )
+        with writing_results(output_dir):
+            write_results(trainer, replacement, resume, stop, output_dir, report, test_sets, eval_collator)
     return trainer
+
+
+def write_results(
+    trainer, replacement, resume, stop, output_dir: Path, report: dict, test_sets: dict, collator
+) -> None:
+    """Train, evaluate and predict as the flags ask, writing each result into ``output_dir``."""
+    args = trainer.args
+    if main_process(args):
+        (output_dir / "parameter_report.json").write_text(json.dumps(report, indent=2))
+    if args.do_train:
+        train(trainer, resume, stop, output_dir)
+        replacement.discard_earlier()  # the new model is saved: it no longer needs the earlier one
+    if args.do_eval:
+        evaluated_now = trainer.evaluations and trainer.evaluations[-1]["step"] == trainer.state.global_step
+        if not evaluated_now:
+            trainer.evaluate()
+        if main_process(args):
+            write_evaluation_report(trainer, output_dir)
+    if args.do_predict:
+        predict(trainer, test_sets, collator, output_dir, main_process(args))
 
 
 def build_model(model_args, data_args, tasks: list[str]):
@@ -334,7 +369,8 @@ def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str
     available, missing = [], []
     test_file = {task: split_path(task_data_dir(task, data_args.data_dir), task, "test") for task in tasks}
     for task in tasks:
-        (available if test_file[task].is_file() else missing).append(task)
+        exists = split_exists(task_data_dir(task, data_args.data_dir), task, "test")
+        (available if exists else missing).append(task)
     if missing:
         files = ", ".join(str(test_file[t]) for t in missing)
         logger.warning(

@@ -21,7 +21,6 @@ from pathlib import Path
 from camtl.errors import CheckpointSaveFailed, UsageError
 from camtl.filesystem import disk_problem
 from camtl.run_settings import SETTINGS_FILE
-from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -263,34 +262,3 @@ def save_failure(error: Exception, run_dir: Path, step: int, run_id: str, world_
         f"saving {run_dir / f'checkpoint-{step}'} failed ({problem}): {intact}:"
         " free some space, then continue with --resume_from_checkpoint latest"
     )
-
-
-def _earlier_results(output_dir: Path) -> list[Path]:
-    names = {"eval_results.json", "eval_history.json", "sampling_summary.json", "glue_submission.zip"}
-    names |= {task.submission_file for task in TASKS.values() if task.submission_file}
-    found = [output_dir / name for name in sorted(names) if (output_dir / name).is_file()]
-    found += sorted((output_dir / "predictions").glob("*.jsonl"))
-    return checkpoints_in(output_dir)[::-1] + found
-
-
-def begin_run(output_dir: Path, resume: Path | None, is_main: bool) -> str:
-    """This training run's id, written to run.json: a resumed run keeps its checkpoint's id. A new run gets
-    a fresh one, and the checkpoints and results an earlier run left in the directory (allowed by
-    --overwrite_output_dir) are removed, so that nothing can mistake them for this run's."""
-    run_id = (read_marker(resume) or {}).get("run_id") if resume else None
-    run_id = run_id or new_run_id()
-    if not is_main:
-        return run_id
-    if resume is None:
-        earlier = _earlier_results(output_dir)
-        if earlier:
-            logger.warning(
-                "--overwrite_output_dir: removing the earlier run's %s from %s",
-                ", ".join(p.name for p in earlier),
-                output_dir,
-            )
-        for path in earlier:
-            discard(path) if path.is_dir() else path.unlink()
-    remove_stale_staging(output_dir)
-    write_run_file(output_dir, run_id)
-    return run_id

@@ -50,10 +50,10 @@ class MultiTaskCollator:
     """Pads a list of examples of any task types into one batch.
 
     Sequences are padded to the longest one (or to ``pad_to``); ``pad_to_multiple_of`` rounds that up (GPU
-    kernels prefer a multiple of 8). A batch in which no sequence is padded gets no ``attention_mask``:
-    the backbone then runs attention without one. ``masking`` corrupts masked-LM examples; with
-    ``fixed_masks`` (evaluation) each example's masks depend only on its index, so that every evaluation
-    scores the same positions.
+    kernels prefer a multiple of 8), never beyond ``max_length``. A batch in which no sequence is padded
+    gets no ``attention_mask``: the backbone then runs attention without one. ``masking`` corrupts masked-LM
+    examples; with ``fixed_masks`` (evaluation) each example's masks depend only on its index, so that
+    every evaluation scores the same positions.
     """
 
     def __init__(
@@ -63,10 +63,12 @@ class MultiTaskCollator:
         pad_to_multiple_of: int | None = None,
         masking: Masking | None = None,
         fixed_masks: bool = False,
+        max_length: int | None = None,
     ):
         self.pad_token_id = pad_token_id
         self.pad_to = pad_to
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.max_length = max_length
         self.masking = masking
         self.fixed_masks = fixed_masks
 
@@ -74,7 +76,9 @@ class MultiTaskCollator:
         if self.pad_to is not None:
             return self.pad_to
         multiple = self.pad_to_multiple_of or 1
-        return -(-longest // multiple) * multiple
+        rounded = -(-longest // multiple) * multiple
+        # Never past --max_seq_length: the model's positions (and M(z)) end there.
+        return min(rounded, max(longest, self.max_length)) if self.max_length else rounded
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         sequences, owners, choices = [], [], []

@@ -32,11 +32,27 @@ def split_path(data_dir: str | Path, task: str, split: str) -> Path:
     return Path(data_dir) / TASKS[task].folder / fmt.filename
 
 
+def split_exists(data_dir: str | Path, task: str, split: str) -> bool:
+    """The split is there: a file, or for a saved Hugging Face dataset a folder."""
+    path = split_path(data_dir, task, split)
+    return path.is_dir() if TASKS[task].split(split).format == "dataset" else path.is_file()
+
+
+def is_declared(task: str) -> bool:
+    """A task of a task file (its files are the user's, named in the file), not one camtl downloads."""
+    return not TASKS[task].folder
+
+
 def require_split(data_dir: str | Path, task: str, split: str, needed_by: str) -> Path:
     """The split's path, or a UsageError naming the missing file and how to get it."""
     path = split_path(data_dir, task, split)
-    if not path.is_file():
-        raise UsageError(f"{needed_by} needs {path}, which does not exist: get GLUE with `{DOWNLOAD_HINT}`")
+    if not split_exists(data_dir, task, split):
+        fix = (
+            f"fix files.{split} of task '{task}' in --task_file"
+            if is_declared(task)
+            else f"get GLUE with `{DOWNLOAD_HINT}`"
+        )
+        raise UsageError(f"{needed_by} needs {path}, which does not exist: {fix}")
     return path
 
 
@@ -175,7 +191,7 @@ def check_data_dir(data_dir: str | Path, tasks: list[str]) -> dict:
             if spec.split(split) is None:
                 continue
             path = split_path(data_dir, task, split)
-            if not path.is_file():
+            if not split_exists(data_dir, task, split):
                 report["missing"].append(str(path))
                 continue
             try:

@@ -27,7 +27,7 @@ from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 2
+CACHE_FORMAT_VERSION = 3
 
 
 def default_cache_dir() -> Path:
@@ -42,6 +42,8 @@ def tokenizer_fingerprint(tokenizer) -> str:
     state.pop("truncation", None)
     state.pop("padding", None)
     state["special_tokens"] = tokenizer.special_tokens_map
+    # Settings of the Python wrapper that change the tokens too: which end a long pair loses, the class.
+    state["wrapper"] = [type(tokenizer).__name__, getattr(tokenizer, "truncation_side", None)]
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
 
@@ -115,7 +117,7 @@ def tokenize_examples(examples: Examples, tokenizer, max_seq_length: int) -> Tas
 def _cache_key(
     data_dir: str | Path, task: str, split: str, tokenizer, max_seq_length: int, max_examples: int | None
 ) -> str:
-    stat = require_split(data_dir, task, split, needed_by=f"{task} {split}").stat()
+    source = require_split(data_dir, task, split, needed_by=f"{task} {split}")
     return json.dumps(
         {
             "version": CACHE_FORMAT_VERSION,
@@ -125,11 +127,23 @@ def _cache_key(
             "max_seq_length": max_seq_length,
             "definition": TASKS[task].to_dict(),  # a task file's fields change the tokens too
             "max_examples": max_examples,
-            "source_size": stat.st_size,
-            "source_mtime_ns": stat.st_mtime_ns,
+            "source": source_digest(source),
         },
         sort_keys=True,
     )
+
+
+def source_digest(path: Path) -> str:
+    """The content of a split (a file, or every file of a saved dataset's folder): an edit that keeps the
+    size and the modification time still changes the key. Hashing reads at disk speed, once per run."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _atomic_save(state: dict, path: Path) -> None:

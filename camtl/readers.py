@@ -179,7 +179,7 @@ def read_examples(path: Path, task: Task, split: str, max_examples: int | None =
     if examples.skipped:
         logger.warning("%s: skipped %d malformed training rows", path, examples.skipped)
     if split != "train" and not len(examples):
-        raise UsageError(f"{path} has no rows: fix or re-download it")
+        raise UsageError(f"{path} has no rows: add some, or fix the task's files in --task_file")
     return examples
 
 

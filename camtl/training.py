@@ -38,6 +38,7 @@ from camtl.metrics import AVERAGES, selection_score
 from camtl.precision import autocast
 from camtl.run_settings import SETTINGS_FILE, CurrentCadence
 from camtl.sampling import TaskSampler, regression_uncertainty, select_most_uncertain
+from camtl.schedule import scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,12 @@ class CaMtlTrainer(Trainer):
         for group in groups:
             optimizer.add_param_group(group)
         return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = scheduler(self.args, optimizer or self.optimizer, num_training_steps)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         example_index = inputs.pop("example_index")

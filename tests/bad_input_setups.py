@@ -120,3 +120,21 @@ def run_forked(commands: dict[str, list[str]], logs: Path) -> dict[str, subproce
         )
         for job in jobs
     }
+
+
+EARLIER_RESULTS = b'{"rte": {"accuracy": 0.625}, "glue_average": 0.625}\n'
+
+
+def assert_refused(work: Path, result: subprocess.CompletedProcess, expect: str) -> None:
+    """One line ``error: ...`` containing ``expect``, exit code 2, no traceback, nothing on stdout; the
+    earlier results in {work}/out untouched, nothing new there and no feature cache."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("error: ")
+    assert expect in lines[0], lines[0]
+    assert result.stdout == ""
+    assert [path.name for path in (work / "out").iterdir()] == ["eval_results.json"]
+    assert (work / "out" / "eval_results.json").read_bytes() == EARLIER_RESULTS
+    assert not (work / "cache").exists()

@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 from bad_input_setups import (
+    EARLIER_RESULTS,
     FULL_DISK,
     READ_ONLY,
     ROOT,
     Setup,
     Sources,
     append_row,
+    assert_refused,
     damaged_data,
     read_only_dir,
     run_forked,
@@ -39,7 +41,6 @@ from bad_input_setups import (
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
-EARLIER_RESULTS = b'{"rte": {"accuracy": 0.625}, "glue_average": 0.625}\n'
 
 
 def flags(*extra: str, **options: str | None) -> list[str]:
@@ -392,16 +393,7 @@ def test_the_catalogue_covers_at_least_30_bad_inputs():
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_gets_one_line_and_exit_code_2_before_any_output(name, answers):
     work, result = answers[name]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert len(lines) == 1, result.stderr[-3000:]
-    assert lines[0].startswith("error: ")
-    assert CASES[name].expect in lines[0]
-    assert result.stdout == ""
-    assert [path.name for path in (work / "out").iterdir()] == ["eval_results.json"]
-    assert (work / "out" / "eval_results.json").read_bytes() == EARLIER_RESULTS
-    assert not (work / "cache").exists()
+    assert_refused(work, result, CASES[name].expect)
 
 
 def test_corrupt_feature_cache_is_rebuilt_with_a_warning(answers):

@@ -12,7 +12,6 @@ from safetensors.torch import save_file
 from camtl.arguments import DataArguments, ModelArguments
 from camtl.checkpoints import (
     MARKER,
-    begin_run,
     check_explicit,
     choose_latest,
     complete_checkpoint,
@@ -21,6 +20,7 @@ from camtl.checkpoints import (
     write_run_file,
 )
 from camtl.errors import UsageError
+from camtl.overwrite import ASIDE, replacing_earlier_run
 from camtl.run_settings import DEFINING, HARMLESS, RECORDED, SETTINGS, compare_settings, run_settings
 from run import parse_arguments
 
@@ -69,23 +69,25 @@ def test_latest_never_takes_a_checkpoint_of_another_run(tmp_path):
         choose_latest(tmp_path, 1)
 
 
-def test_overwrite_output_dir_removes_the_earlier_run_so_resume_cannot_find_it(tmp_path, caplog):
+def test_overwrite_output_dir_sets_the_earlier_run_aside_so_resume_cannot_find_it(tmp_path, caplog):
     make_checkpoint(tmp_path, 2, run_id="earlier")
     make_checkpoint(tmp_path, 4, run_id="earlier")
     write_run_file(tmp_path, "earlier")
     (tmp_path / "eval_history.json").write_text("{}")
     (tmp_path / "notes.txt").write_text("mine")
-    run_id = begin_run(tmp_path, resume=None, is_main=True)
-    assert run_id != "earlier"
-    assert "removing the earlier run's checkpoint-2, checkpoint-4, eval_history.json" in caplog.text
+    with replacing_earlier_run(tmp_path, resume=None, is_main=True, world_size=1) as replacement:
+        assert replacement.run_id != "earlier"
+        assert "earlier run's checkpoint-2, checkpoint-4, eval_history.json" in caplog.text
+        assert sorted(p.name for p in tmp_path.iterdir()) == [ASIDE, "notes.txt", "run.json"]
+        with pytest.raises(UsageError, match="no checkpoint-N folder"):
+            choose_latest(tmp_path, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "run.json"]
-    with pytest.raises(UsageError, match="no checkpoint-N folder"):
-        choose_latest(tmp_path, 1)
 
 
 def test_a_resumed_run_keeps_its_id(tmp_path):
     checkpoint = make_checkpoint(tmp_path, 2, run_id="run-a")
-    assert begin_run(tmp_path, resume=checkpoint, is_main=True) == "run-a"
+    with replacing_earlier_run(tmp_path, resume=checkpoint, is_main=True, world_size=1) as replacement:
+        assert replacement.run_id == "run-a"
     assert json.loads((tmp_path / "run.json").read_text()) == {"run_id": "run-a"}
     assert (tmp_path / "checkpoint-2").is_dir()
 

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,41 @@ def test_cache_is_reused_then_rebuilt_when_source_or_flag_changes(tmp_path, bund
     write_rte(tmp_path, rows=7)  # new size -> new key
     assert len(load_features(tmp_path, "rte", "dev", bundled_tokenizer, 64, cache_dir=cache)) == 7
     assert calls == [1, 1]
+
+
+def same_size_and_mtime(path: Path) -> None:
+    """Another word of the same length in the first row (cat: dog), the modification time put back."""
+    stat = path.stat()
+    path.write_text(path.read_text().replace("cat", "dog", 1))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def other_truncation_side(tokenizer) -> None:
+    tokenizer.truncation_side = "left"
+
+
+# What changes the tokens without changing the file's size and time or the tokenizer's backend JSON.
+STALE = {
+    "content edited, size and mtime kept": (
+        lambda data, tokenizer: same_size_and_mtime(data / "RTE" / "dev.tsv")
+    ),
+    "tokenizer truncates on the left": (lambda data, tokenizer: other_truncation_side(tokenizer)),
+}
+
+
+@pytest.mark.parametrize("change", list(STALE))
+def test_a_change_that_alters_the_tokens_misses_the_cache(change, tmp_path, bundled_tokenizer):
+    import copy
+
+    tokenizer = copy.deepcopy(bundled_tokenizer)
+    write_rte(tmp_path)
+    cache = tmp_path / "cache"
+    before = load_features(tmp_path, "rte", "dev", tokenizer, 12, cache_dir=cache)
+    STALE[change](tmp_path, tokenizer)
+    after = load_features(tmp_path, "rte", "dev", tokenizer, 12, cache_dir=cache)
+    fresh = load_features(tmp_path, "rte", "dev", tokenizer, 12, cache_dir=tmp_path / "fresh")
+    assert torch.equal(after.input_ids, fresh.input_ids)
+    assert not torch.equal(after.input_ids, before.input_ids)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "inconsistent"])

@@ -60,16 +60,28 @@ AttentionInterface.register(ATTENTION_IMPLEMENTATION, conditional_sdpa)
 AttentionMaskInterface.register(ATTENTION_IMPLEMENTATION, sdpa_mask)
 
 
+def _task_bias(self, query_layer: torch.Tensor, key_layer: torch.Tensor) -> torch.Tensor:
+    """M(z) for DeBERTa's scores (B*H, L, L): the same for every head."""
+    bias = self.conditional_bias.bound_bias(query_layer.shape[-2])  # (B, 1, L, L)
+    shape = (query_layer.shape[0], query_layer.shape[-2], key_layer.shape[-2])
+    return bias.expand(-1, self.num_attention_heads, -1, -1).reshape(shape)
+
+
 def _disentangled_bias_with_task_bias(
     self, query_layer, key_layer, relative_pos, rel_embeddings, scale_factor
 ):
-    """DeBERTa: the relative-position scores (B*H, L, L) plus M(z), the same for every head."""
+    """DeBERTa: the relative-position scores (B*H, L, L) plus M(z); the scores are the number 0 when
+    ``pos_att_type`` names neither c2p nor p2c."""
     relative = type(self).disentangled_attention_bias(
         self, query_layer, key_layer, relative_pos, rel_embeddings, scale_factor
     )
-    bias = self.conditional_bias.bound_bias(query_layer.shape[-2])  # (B, 1, L, L)
-    heads = self.num_attention_heads
-    return relative + bias.expand(-1, heads, -1, -1).reshape(relative.shape).to(relative.dtype)
+    dtype = relative.dtype if torch.is_tensor(relative) else query_layer.dtype
+    return relative + _task_bias(self, query_layer, key_layer).to(dtype)
+
+
+def _task_bias_only(self, query_layer, key_layer, relative_pos, rel_embeddings, scale_factor):
+    """DeBERTa without relative attention: M(z) is the only bias of its scores."""
+    return _task_bias(self, query_layer, key_layer).to(query_layer.dtype)
 
 
 def _align_embeddings(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
@@ -133,9 +145,11 @@ def _add_attention_bias(attention: nn.Module, family: Family, config: CaMtlConfi
         per_block_film=config.attention_film == "per_block",
     )
     if family.bias_via == "disentangled":
-        if not getattr(attention, "relative_attention", False):
-            raise ValueError("conditional attention on DeBERTa needs relative_attention=True in its config")
-        attention.disentangled_attention_bias = types.MethodType(_disentangled_bias_with_task_bias, attention)
+        bias = _disentangled_bias_with_task_bias
+        if not attention.relative_attention:  # the attention adds its bias only with relative attention on
+            attention.relative_attention, attention.pos_dropout = True, nn.Identity()
+            bias = _task_bias_only
+        attention.disentangled_attention_bias = types.MethodType(bias, attention)
 
 
 def _add_adapter(layer: nn.Module, family: Family, config: CaMtlConfig, eps: float) -> None:

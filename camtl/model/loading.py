@@ -72,8 +72,18 @@ def _pretrained(auto_class, location: str, **kwargs):
             hf_logging.enable_progress_bar()
 
 
-def _load_backbone(location: str, local: bool) -> torch.nn.Module:
-    """The stock AutoModel of a backbone with its pretrained weights (family checked before any weight)."""
+def _check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
+    positions = usable_positions(config)
+    if max_seq_length > positions:
+        raise UsageError(
+            f"max_seq_length {max_seq_length} exceeds the backbone's position embeddings ({positions}):"
+            f" use --max_seq_length {positions} or less"
+        )
+
+
+def _load_backbone(location: str, local: bool, max_seq_length: int) -> torch.nn.Module:
+    """The stock AutoModel of a backbone with its pretrained weights; its family and positions are checked
+    on its config, before any weight is read."""
 
     def load(**kwargs):
         return _pretrained(AutoModel, location, **kwargs)
@@ -81,6 +91,7 @@ def _load_backbone(location: str, local: bool) -> torch.nn.Module:
     if local:
         family_of(_read_config(Path(location)).get("model_type"))
         try:
+            _check_positions(AutoConfig.from_pretrained(location), max_seq_length)
             backbone, info = load()
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0]
@@ -90,6 +101,7 @@ def _load_backbone(location: str, local: bool) -> torch.nn.Module:
     else:
         config = from_hub(lambda **kwargs: AutoConfig.from_pretrained(location, **kwargs), location)
         family_of(config.model_type)
+        _check_positions(config, max_seq_length)
         backbone, info = from_hub(load, location)
     if info["missing_keys"]:
         logger.warning(
@@ -226,18 +238,11 @@ def load_model(
         saved = _read_config(path)
         if saved.get("model_type") == "camtl":
             return _load_checkpoint(path, saved, tasks, layout, max_seq_length, options)
-        pretrained = _load_backbone(str(path), local=True)
+        pretrained = _load_backbone(str(path), local=True, max_seq_length=max_seq_length or 128)
     else:
         check_hub_id(location)
-        pretrained = _load_backbone(location, local=False)
-
+        pretrained = _load_backbone(location, local=False, max_seq_length=max_seq_length or 128)
     max_seq_length = max_seq_length or 128
-    positions = usable_positions(pretrained.config)
-    if max_seq_length > positions:
-        raise UsageError(
-            f"max_seq_length {max_seq_length} exceeds the backbone's position embeddings ({positions}):"
-            f" use --max_seq_length {positions} or less"
-        )
     if options.get("pooling") == "auto":
         options["pooling"] = declared_pooling(location)
     config = CaMtlConfig(

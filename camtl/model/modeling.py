@@ -142,7 +142,13 @@ class CaMtlModel(PreTrainedModel):
         if mask is not None and self.family.broadcast_mask:
             mask = mask[:, None, None, :].bool()  # (B, 1, 1, L), True = attend
         inputs = {"input_ids": input_ids, "attention_mask": mask}
-        if self.family.token_types and token_type_ids is not None:
+        # A type vocabulary of 0 or 1 (RoBERTa, DeBERTa-v3) has no second segment: a BERT-style
+        # tokenizer's 1s would index past it, and the backbone's own default (all 0) is what it knows.
+        if (
+            self.family.token_types
+            and token_type_ids is not None
+            and self.config.backbone.get("type_vocab_size", 2) > 1
+        ):
             inputs["token_type_ids"] = token_type_ids
         outputs = self.backbone(**inputs, output_hidden_states=self.stream is not None)
         if self.stream is None:

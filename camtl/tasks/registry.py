@@ -12,6 +12,7 @@ from camtl.tasks.glue import GLUE_ALIASES, GLUE_TASKS, TRAINABLE_TASKS
 from camtl.tasks.spec import Task
 
 TASKS: dict[str, Task] = {task.name: task for task in (*GLUE_TASKS, *BUILTIN_TASKS)}
+_BUILTIN = frozenset(TASKS)
 _ALIASES: dict[str, str] = dict(GLUE_ALIASES) | {alias: t.name for t in BUILTIN_TASKS for alias in t.aliases}
 
 # The primary metric of each GLUE task as the leaderboard scores it.
@@ -24,9 +25,7 @@ def register(task: Task) -> None:
     """Add a task defined by a task file or a checkpoint; a different task of the same name is an error."""
     known = TASKS.get(task.name)
     if known is not None and known != task:
-        source = (
-            "a built-in task" if task.name in {t.name for t in (*GLUE_TASKS, *BUILTIN_TASKS)} else "a task"
-        )
+        source = "a built-in task" if task.name in _BUILTIN else "a task"
         raise UsageError(f"task '{task.name}' is already {source} with another definition: rename yours")
     TASKS[task.name] = task
 
@@ -43,11 +42,23 @@ def register_saved(task: Task) -> None:
         )
 
 
-def canonical_task_name(name: str) -> str:
-    """Map user spellings (``SST-2``, ``sst2``, ``STS-B``, ``MNLI-m``...) to the registry key."""
+def known_name(name: str) -> str | None:
+    """The registry key of a known task's name or alias, or None."""
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
-    if key not in TASKS:
+    return key if key in TASKS else None
+
+
+def builtin_name(name: str) -> str | None:
+    """The key of the built-in task a name or alias stands for, or None: task files may not take these."""
+    key = known_name(name)
+    return key if key in _BUILTIN else None
+
+
+def canonical_task_name(name: str) -> str:
+    """Map user spellings (``SST-2``, ``sst2``, ``STS-B``, ``MNLI-m``...) to the registry key."""
+    key = known_name(name)
+    if key is None:
         known = ", ".join(TASKS)
         raise UsageError(
             f"unknown task '{name}': choose from {known} (aliases such as sst2, stsb, mnli-m work)"

@@ -18,19 +18,27 @@ tasks:
 Fields per type: ``text_a`` (and ``text_b``) for classification and regression (with ``label_range``);
 ``text_a`` (the context) and ``choices`` (a list field, or a list of fields) for multiple choice, whose
 ``labels`` name the choices; ``tokens`` and ``tags`` for token classification (``labels``: the tag set;
-conll files need no fields); ``text`` for masked LM (plain text files need none). A bad file is one
-line naming the task, the key and the fix, before any model is built.
+conll files need no fields); ``text`` for masked LM (plain text files need none).
+
+The format is one schema (``TaskFile`` below, pydantic): every key's type is checked there, then what
+depends on the task type; a bad file is one line naming the task, the key and the fix, before any model
+is built. ``python -m camtl.tasks.task_file`` prints the format reference generated from the schema.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from camtl.errors import UsageError
-from camtl.tasks.spec import FORMATS, TASK_TYPES, SplitFormat, Task
+from camtl.tasks.registry import TASKS, builtin_name
+from camtl.tasks.spec import TASK_TYPES, SplitFormat, Task
 
 METRICS = {
     "classification": ("accuracy", "f1", "acc_and_f1", "mcc", "macro_f1"),
@@ -43,98 +51,210 @@ DEFAULT_METRIC = {"classification": "accuracy", "regression": "corr", "multiple_
                   "token_classification": "entity_f1", "masked_lm": "masked_accuracy"}  # fmt: skip
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".conll": "conll",
               ".txt": "text", ".tokens": "text", ".raw": "text"}  # fmt: skip
-KEYS = {"name", "type", "files", "format", "fields", "labels", "label_names", "label_range", "metric",
-        "metrics", "loss_weight", "head"}  # fmt: skip
-FIELDS = {"text_a", "text_b", "label", "id", "choices", "tokens", "tags", "text"}
+FILE_FORMATS = ("jsonl", "csv", "tsv", "conll", "text", "dataset")
+# A task's name becomes part of file names (the feature cache, predictions/<task>.jsonl): no separators.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+Text = Annotated[StrictStr, Field(min_length=1)]
+Label = StrictStr | StrictInt  # YAML reads 0 and 1 as numbers: they stand for "0" and "1"
 
 
-class _Problem(UsageError):
-    pass
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def load_task_file(path: str | Path) -> list[Task]:
-    """The tasks a task file declares, checked key by key."""
-    path = Path(path)
+class Files(_Strict):
+    """Where each split is: a file, or a folder holding a saved Hugging Face dataset."""
+
+    train: Text | None = Field(None, description="the training split")
+    dev: Text | None = Field(None, description="the development split (--do_eval)")
+    test: Text | None = Field(None, description="the test split (--do_predict)")
+
+
+class Fields(_Strict):
+    """Which field of a row holds what: a key, a dotted path (``a.b``) or a template (``{a}: {b}``)."""
+
+    text_a: Text | None = Field(None, description="the text; the context for multiple choice")
+    text_b: Text | None = Field(None, description="the second text of a pair")
+    label: Text | None = Field(None, description="the label (default: label)")
+    id: Text | None = Field(None, description="the ID written to prediction files")
+    choices: Text | list[Text] | None = Field(None, description="multiple choice: a list field, or fields")
+    tokens: Text | None = Field(None, description="token classification: the words (default: tokens)")
+    tags: Text | None = Field(None, description="token classification: their tags (default: tags)")
+    text: Text | None = Field(None, description="masked LM: the text (default: text)")
+
+
+class TaskEntry(_Strict):
+    """One declared task."""
+
+    name: Text = Field(description="its name: letters, digits, '-', '_' and '.'; not a built-in name")
+    type: Literal[TASK_TYPES] = Field(description="the task type")
+    files: Files = Field(description="train, dev and/or test")
+    format: Literal[FILE_FORMATS] | None = Field(None, description="default: from the file's extension")
+    fields: Fields = Field(Fields(), description="which field holds what")
+    labels: list[Label] | None = Field(None, description="the label set (the tag set, the choices' names)")
+    label_names: list[Label] | None = Field(None, description="the names raw labels 0, 1, ... stand for")
+    label_range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="regression: [low, high]"
+    )
+    metric: Text | None = Field(None, description="the task's score")
+    metrics: Text | list[Text] | None = Field(None, description="several metrics, the first is the score")
+    loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="a number >= 0")
+    head: Text | None = Field(None, description="share the output head of another task")
+
+    @field_validator("name", "head")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.match(value.strip().lower()):
+            raise ValueError("names go into file names")
+        return value
+
+
+class TaskFile(_Strict):
+    """A task file: your tasks, and where their files are."""
+
+    data_dir: Text = Field(".", description="where the files are, relative to the task file")
+    tasks: list[TaskEntry] = Field(min_length=1, description="the tasks")
+
+
+# The fix each key's line names when its value has the wrong type or shape.
+FIXES = {
+    "name": "give a name of letters, digits, '-', '_' and '.' (it goes into file names)",
+    "head": "name another task (letters, digits, '-', '_' and '.')",
+    "type": f"choose from {', '.join(TASK_TYPES)}",
+    "files": "map train, dev and/or test to files",
+    "format": f"choose from {', '.join(FILE_FORMATS)}",
+    "fields": f"map some of {', '.join(Fields.model_fields)} to fields",
+    "labels": "list at least two distinct labels (quote yes, no, true, false: YAML reads them as booleans)",
+    "label_names": "list the names as text (quote yes, no, true, false: YAML reads them as booleans)",
+    "label_range": "give [low, high] for regression",
+    "metric": "name one metric",
+    "metrics": "list metric names",
+    "loss_weight": "give a number >= 0",
+    "data_dir": "give a folder as text",
+    "tasks": "list the tasks under 'tasks'",
+}
+
+
+def _read(path: Path):
     if not path.is_file():
         raise UsageError(f"--task_file {path} does not exist: pass a YAML or JSON task file")
     try:
         text = path.read_text(encoding="utf-8")
-        content = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         reason = str(error).replace("\n", " ")
         raise UsageError(f"{path} cannot be read ({reason}): fix its syntax") from None
+
+
+def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
+    """The first schema error as one line: where (the task, by name when it has one), the key, the fix."""
+    first = error.errors()[0]
+    loc, where, model, scope = list(first["loc"]), f"{path}:", TaskFile, content
+    if loc[:1] == ["tasks"] and len(loc) > 1 and isinstance(loc[1], int):
+        entry = content["tasks"][loc[1]]
+        name = entry.get("name") if isinstance(entry, dict) else None
+        named = isinstance(name, str) and name.strip()
+        where = f"{path}: task '{name}':" if named else f"{path}: task {loc[1] + 1}:"
+        loc, model, scope = loc[2:], TaskEntry, entry
+        if not isinstance(entry, dict):
+            return UsageError(f"{where[:-1]} is not a mapping of keys: write name, type, files, fields, ...")
+    keys = []  # the keys of the path; pydantic adds the names of union members, which are skipped
+    for part in loc:
+        if model is not None and part in model.model_fields:
+            keys.append(part)
+            model = NESTED.get(part)
+        elif first["type"] == "extra_forbidden" and part == loc[-1]:
+            keys.append(str(part))
+    key = ".".join(keys) or "tasks"
+    if first["type"] == "extra_forbidden":
+        known = sorted((NESTED.get(keys[-2]) if len(keys) > 1 else None or TaskEntry).model_fields)
+        return UsageError(f"{where} unknown key '{key}': use {', '.join(known)}")
+    fix = FIXES.get(keys[0] if keys else "tasks", "see python -m camtl.tasks.task_file")
+    if first["type"] == "missing" or (keys == ["name"] and not str(first.get("input", "")).strip()):
+        return UsageError(f"{where} key '{key}' is missing: {fix}")
+    value = scope
+    for part in keys:  # the whole value of the key (pydantic's input may be one item of a list)
+        value = value.get(part) if isinstance(value, dict) else first["input"]
+    return UsageError(f"{where} key '{key}' is {value!r}: {fix}")
+
+
+NESTED = {"files": Files, "fields": Fields, "tasks": TaskEntry}
+
+
+def load_task_file(path: str | Path) -> list[Task]:
+    """The tasks a task file declares, checked against the schema, then key by key for their type."""
+    path = Path(path)
+    content = _read(path)
     if not isinstance(content, dict) or not isinstance(content.get("tasks"), list) or not content["tasks"]:
         raise UsageError(
             f"{path}: expected a mapping with a non-empty list under 'tasks' (see python run.py --help)"
         )
-    base = (path.parent / str(content.get("data_dir", "."))).resolve()
-    unknown = sorted(set(content) - {"tasks", "data_dir"})
-    if unknown:
-        raise UsageError(f"{path}: unknown key '{unknown[0]}' at the top: use data_dir and tasks")
-    tasks = [_task(entry, index, base, path) for index, entry in enumerate(content["tasks"])]
+    try:
+        parsed = TaskFile.model_validate(content)
+    except ValidationError as error:
+        raise _problem(path, content, error) from None
+    base = (path.parent / parsed.data_dir).resolve()
+    tasks = [_task(entry, base, f"{path}: task '{entry.name}'") for entry in parsed.tasks]
     names = [task.name for task in tasks]
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate:
         raise UsageError(f"{path}: task '{duplicate}' is declared twice: give each task its own name")
+    for task in tasks:
+        _check_names(task, names, f"{path}: task '{task.name}'")
     return tasks
 
 
-def _task(entry, index: int, base: Path, path: Path) -> Task:
-    where = f"{path}: task {index + 1}"
-    if not isinstance(entry, dict):
-        raise UsageError(f"{where} is not a mapping of keys: write name, type, files, fields, ...")
-    name = entry.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise UsageError(f"{where}: key 'name' is missing: give the task a name")
-    where = f"{path}: task '{name}'"
-    unknown = sorted(set(entry) - KEYS)
-    if unknown:
-        raise UsageError(f"{where}: unknown key '{unknown[0]}': use {', '.join(sorted(KEYS))}")
-    kind = entry.get("type")
-    if kind not in TASK_TYPES:
-        raise UsageError(f"{where}: key 'type' is {kind!r}: choose from {', '.join(TASK_TYPES)}")
+def _check_names(task: Task, declared: list[str], where: str) -> None:
+    """A declared name may not be a built-in task's name or alias (the built-in would win the lookup);
+    a head names a declared or a known task."""
+    built_in = builtin_name(task.name)
+    if built_in is not None and TASKS[built_in] != task:
+        alias = "" if built_in == task.name else f" (an alias of {built_in})"
+        raise UsageError(f"{where}: '{task.name}' is already a built-in task{alias}: rename yours")
+    if task.head not in declared and builtin_name(task.head) is None:
+        raise UsageError(
+            f"{where}: key 'head' is '{task.head}', no such task: name a declared or built-in task"
+        )
+
+
+def _task(entry: TaskEntry, base: Path, where: str) -> Task:
+    kind = entry.type
     labels = _labels(entry, kind, where)
     metrics = _metrics(entry, kind, where)
-    splits = _splits(entry, kind, base, where)
-    loss_weight = entry.get("loss_weight", 1.0)
-    if not isinstance(loss_weight, int | float) or isinstance(loss_weight, bool) or not loss_weight >= 0:
-        raise UsageError(f"{where}: key 'loss_weight' is {loss_weight!r}: give a number >= 0")
-    label_range = entry.get("label_range")
-    if kind == "regression":
-        if not (isinstance(label_range, list) and len(label_range) == 2 and label_range[0] < label_range[1]):
-            raise UsageError(
-                f"{where}: key 'label_range' is {label_range!r}: give [low, high] for regression"
-            )
-        label_range = (float(label_range[0]), float(label_range[1]))
-    names = entry.get("label_names")
+    label_range = entry.label_range
+    if kind == "regression" and not (label_range and label_range[0] < label_range[1]):
+        raise UsageError(f"{where}: key 'label_range' is {label_range!r}: give [low, high] for regression")
+    if kind != "regression" and label_range is not None:
+        raise UsageError(f"{where}: key 'label_range' does not apply to {kind}: drop it")
+    name = entry.name.strip().lower()
     return Task(
-        name=name.strip().lower(),
+        name=name,
         folder="",
         labels=labels,
         metrics=metrics,
         primary_metric=metrics[0],
-        head=str(entry.get("head") or name).strip().lower(),
+        head=(entry.head or name).strip().lower(),
         type=kind,
-        label_range=label_range,
-        loss_weight=float(loss_weight),
-        label_names=tuple(map(str, names)) if names else None,
-        **splits,
+        label_range=tuple(label_range) if label_range else None,
+        loss_weight=entry.loss_weight,
+        label_names=tuple(map(str, entry.label_names)) if entry.label_names else None,
+        **_splits(entry, kind, base, where),
     )
 
 
-def _labels(entry: dict, kind: str, where: str) -> tuple[str, ...]:
-    labels = entry.get("labels")
+def _labels(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
+    labels = entry.labels
     if kind in ("regression", "masked_lm"):
         if labels:
             raise UsageError(f"{where}: key 'labels' does not apply to {kind}: drop it")
         return ()
-    if not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels):
+    if labels is None or len(labels) < 2 or len(set(map(str, labels))) != len(labels):
         raise UsageError(f"{where}: key 'labels' is {labels!r}: list at least two distinct labels")
     return tuple(str(label) for label in labels)
 
 
-def _metrics(entry: dict, kind: str, where: str) -> tuple[str, ...]:
-    metrics = entry.get("metrics") or ([entry["metric"]] if entry.get("metric") else [DEFAULT_METRIC[kind]])
+def _metrics(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
+    metrics = entry.metrics or ([entry.metric] if entry.metric else [DEFAULT_METRIC[kind]])
     if isinstance(metrics, str):
         metrics = [metrics]
     for metric in metrics:
@@ -145,26 +265,21 @@ def _metrics(entry: dict, kind: str, where: str) -> tuple[str, ...]:
     return tuple(metrics)
 
 
-def _splits(entry: dict, kind: str, base: Path, where: str) -> dict[str, SplitFormat | None]:
-    files = entry.get("files")
-    if not isinstance(files, dict) or not files or set(files) - {"train", "dev", "test"}:
-        raise UsageError(f"{where}: key 'files' is {files!r}: map train, dev and/or test to files")
-    fields = entry.get("fields") or {}
-    if not isinstance(fields, dict) or set(fields) - FIELDS:
-        raise UsageError(
-            f"{where}: key 'fields' is {fields!r}: map some of {', '.join(sorted(FIELDS))} to fields"
-        )
+def _splits(entry: TaskEntry, kind: str, base: Path, where: str) -> dict[str, SplitFormat | None]:
+    declared = entry.files.model_dump(exclude_none=True)
+    if not declared:
+        raise UsageError(f"{where}: key 'files' is {{}}: map train, dev and/or test to files")
+    fields = entry.fields.model_dump(exclude_none=True)
     splits = {}
     for split in ("train", "dev", "test"):
-        if split not in files:
+        if split not in declared:
             splits[split] = None
             continue
-        file = (base / str(files[split])).resolve()
-        fmt = entry.get("format") or ("dataset" if file.is_dir() else EXTENSIONS.get(file.suffix))
-        if fmt not in FORMATS or fmt == "glue":
+        file = (base / declared[split]).resolve()
+        fmt = entry.format or ("dataset" if file.is_dir() else EXTENSIONS.get(file.suffix))
+        if fmt is None:
             raise UsageError(
-                f"{where}: the format of {file.name} is unknown:"
-                " add format: jsonl, csv, tsv, conll, text or dataset"
+                f"{where}: the format of {file.name} is unknown: add format: {', '.join(FILE_FORMATS)}"
             )
         splits[split] = _split_format(str(file), fmt, kind, fields, split, where)
     return splits
@@ -193,3 +308,28 @@ def _split_format(file: str, fmt: str, kind: str, fields: dict, split: str, wher
         format=fmt,
         choices=tuple(choices) if isinstance(choices, list) else choices,
     )
+
+
+def _type_name(schema: dict) -> str:
+    if "anyOf" in schema:
+        return " or ".join(_type_name(part) for part in schema["anyOf"])
+    if "enum" in schema:
+        return " / ".join(map(str, schema["enum"]))
+    if schema.get("type") == "array":
+        items = schema.get("items") or schema.get("prefixItems", [{}])[0]
+        return f"list of {_type_name(items)}"
+    return schema.get("type", schema.get("$ref", "").rsplit("/", 1)[-1].lower() or "any")
+
+
+def format_reference() -> str:
+    """The task-file format, key by key, generated from the schema (the docs' reference is this text)."""
+    lines = ["| key | type | meaning |", "| --- | --- | --- |"]
+    for prefix, model in (("", TaskFile), ("tasks[].", TaskEntry), ("files.", Files), ("fields.", Fields)):
+        properties = model.model_json_schema()["properties"]
+        for key, info in model.model_fields.items():
+            lines.append(f"| `{prefix}{key}` | {_type_name(properties[key])} | {info.description or ''} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(format_reference() + "\n")
