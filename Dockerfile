@@ -1,4 +1,4 @@
-# camtl on PyTorch: `docker run IMAGE <run.py flags>` (README, section Docker).
+# camtl on PyTorch: `docker run IMAGE <run.py flags>` (docs/scale.md, Docker).
 # The default base is the CUDA PyTorch image of the pinned torch (torch==2.13.0); its tag follows the
 # official pytorch/pytorch naming and torch 2.13.0's own CUDA (13.0), but it was not pulled where this
 # file was written (no image registry there). `make docker-test` builds on a local Debian base instead:
@@ -28,7 +28,7 @@ COPY run.py download_glue_data.py ./
 RUN pip install --no-cache-dir --no-deps . && rm -rf build camtl.egg-info
 
 # A non-root default user (uid 10001: free on Debian and Ubuntu bases). `docker run --user
-# "$(id -u):$(id -g)"` (README) writes the outputs as the host user instead; HOME=/tmp gives any user
+# "$(id -u):$(id -g)"` (docs/scale.md) writes the outputs as the host user instead; HOME=/tmp gives any user
 # a writable home for the feature cache (~/.cache/camtl) and the matplotlib and Hugging Face caches.
 RUN useradd --no-log-init --create-home --uid 10001 --shell /usr/sbin/nologin camtl
 ENV HOME=/tmp

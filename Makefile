@@ -16,12 +16,13 @@ RUN_FLAGS ?= --model_name_or_path CA-MTL-mini --data_dir $(DATA_DIR) --output_di
 	--per_device_train_batch_size 32 --learning_rate 1e-4 --max_steps 1000 --logging_steps 200 \
 	--save_steps 1000 --max_eval_samples 1000 --seed 12
 
-.PHONY: run test lint check-data docker-test
+.PHONY: run test lint check-data docs docker-test
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
+		-r requirements-docs.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
@@ -39,12 +40,18 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The suite includes the docs build with warnings as errors (tests/test_docs.py).
 test: $(VENV)/.installed lint
 	$(PY) -m pytest -q
 
+# The docs site (mkdocs.yml) built into site/, then served with live reload on http://127.0.0.1:8000.
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict
+	$(VENV)/bin/mkdocs serve
+
 # The Docker image on a local Debian base (no image registry needed), tested with a short CA-MTL-mini
 # job run offline in it (scripts/docker_test.sh). Needs root or sudo (apt-get, debootstrap, dockerd);
-# not part of `make test`. Measured here: 320 s the first time, 28 s after (README, Docker).
+# not part of `make test`. Measured here: 320 s the first time, 28 s after (docs/scale.md, Docker).
 DOCKER_IMAGE ?= camtl:cpu
 DOCKER_BASE_IMAGE ?= camtl-base:bookworm-py311
 DOCKER_OUTPUT_DIR ?= output/docker-test

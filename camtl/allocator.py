@@ -4,7 +4,7 @@ glibc's malloc serves every block above its mmap threshold (at most 32 MiB, e.g.
 BERT's word embeddings) with a fresh ``mmap`` and unmaps it when freed, and trims the heap's free top
 back to the OS; the next step then faults in and zeroes the same pages again. On the CPU that is a
 measurable part of a step, and it varies with the order of earlier allocations, so it also blurs
-comparisons between models (README: Benchmarks, speed). ``retain_freed_memory`` turns both off with
+comparisons between models (docs/benchmarks.md, speed). ``retain_freed_memory`` turns both off with
 ``mallopt``, as PyTorch's CPU launcher (``torch.backends.xeon.run_cpu``) does for jemalloc with its
 decay settings: the process keeps its peak heap until it exits, and steps reuse it.
 

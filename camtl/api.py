@@ -10,7 +10,7 @@ for batch in loader:                                                   # mixed-t
     model(**camtl.model_inputs(batch)).loss.backward()
 ```
 
-Every function here is a thin wrapper over the modules ``run.py`` uses; the README's example runs in
+Every function here is a thin wrapper over the modules ``run.py`` uses; docs/api.md's example runs in
 the test suite.
 """
 

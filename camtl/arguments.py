@@ -42,7 +42,7 @@ class ModelArguments:
             "help": "Freeze embeddings and encoder layers a-b (inclusive); conditional parts stay trainable"
         },
     )
-    # camtl's options; each default is the authors' computation (README: Differences from the authors' code).
+    # camtl's options; each default is the authors' computation (docs/reproduction.md).
     pooling: str | None = field(
         default=None,
         metadata={
@@ -109,7 +109,8 @@ class DataArguments:
         }
     )
     task_file: str | None = field(
-        default=None, metadata={"help": "Your own tasks, declared in a YAML or JSON file (README: Tasks)"}
+        default=None,
+        metadata={"help": "Your own tasks, declared in a YAML or JSON file (docs/task-files.md)"},
     )
     tasks: list[str] | None = field(
         default=None, metadata={"help": "Tasks to train on (default: all nine GLUE tasks)", "nargs": "+"}

@@ -10,7 +10,7 @@
 #      that its configuration (mirror, certificates, the local CPU torch wheel) applies; the build
 #      container has no network and installs from .whl/ alone
 #   4. the image IMAGE built from the Dockerfile with --build-arg BASE_IMAGE=... PIP_NO_INDEX=1
-#   5. the README's `docker run` with --network none, GLUE mounted read-only and OUT_DIR mounted
+#   5. the `docker run` of docs/scale.md with --network none, GLUE mounted read-only and OUT_DIR mounted
 #      for the outputs, which are then checked
 #
 # Settings (environment): DATA_DIR, OUT_DIR, IMAGE, BASE_IMAGE, DEBIAN_MIRROR, PYTHON, and
@@ -118,7 +118,7 @@ step "image $IMAGE"
 step "CA-MTL-mini on ${TASKS[*]} in the container, --network none"
 "${SUDO[@]}" rm -rf "$OUT_DIR"
 mkdir -p "$OUT_DIR"
-# The README's command runs as the host user (--user), so the outputs are the host user's. As root
+# The documented command runs as the host user (--user), so the outputs are the host user's. As root
 # here, that would run the job as root: run it as the image's own non-root user instead.
 if [ "$(id -u)" -ne 0 ]; then
     run_user="$(id -u):$(id -g)"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's four multi-task scenarios (section "Tasks"): train, evaluate, predict, then reload the saved
+# The four multi-task scenarios of docs/tasks.md: train, evaluate, predict, then reload the saved
 # model and evaluate it again. Each run's table goes to results/scenarios/<name>.txt, with its command.
 # Usage: bash scripts/run_scenarios.sh [name ...]   (default: all four; about 1-2 h on 2 CPU cores)
 set -euo pipefail

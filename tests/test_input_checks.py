@@ -160,15 +160,14 @@ def test_a_feature_cache_that_cannot_be_written_costs_the_cache_not_the_run(
     assert not list((tmp_path / "cache").glob("*.pt"))
 
 
-def test_every_flag_the_troubleshooting_section_names_exists():
+def test_every_flag_the_troubleshooting_page_names_exists():
     import re
     from pathlib import Path
 
     from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
     from run import ArgumentParser
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("## Troubleshooting") : readme.index("## Code layout and development")]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text()
     parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]", section))
     misspelled_on_purpose = {"--use_mt_uncertanity"}

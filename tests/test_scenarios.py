@@ -1,4 +1,4 @@
-"""The README's four multi-task scenarios end to end on the tiny model: train, evaluate, predict, reload.
+"""The four multi-task scenarios of docs/tasks.md on the tiny model: train, evaluate, predict, reload.
 
 GLUE tasks read the fixtures (tests/fixtures/glue), the others the real files of ../shared/data (CI has
 them); every split is capped so that a scenario takes seconds.

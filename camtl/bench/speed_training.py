@@ -2,7 +2,8 @@
 that build the two contenders in opposite orders.
 
 Which model is built first changes where its tensors sit in memory, and that alone moved the 6 x 384
-ratio by about 3 points (``python -m scripts.build_order_effect``, results/build-order-effect.txt).
+ratio by about 3 points (``python -m investigations.build_order_effect``,
+investigations/build-order-effect.txt).
 So each comparison pools one process per build order, half the rounds in each; a ratio is still the
 median of paired rounds, each pair timed in one process.
 """

@@ -1,7 +1,7 @@
 """CaMtlConfig: a layout on a stock backbone, the task list, and the options that depart from the authors.
 
 Every option defaults to the authors' computation (``ca_mtl_base.py`` / ``ca_mtl_large.py`` of their
-code); the README's "Differences from the authors' code" lists what each option changes.
+code); docs/reproduction.md ("Differences from the authors' code") lists what each option changes.
 """
 
 from __future__ import annotations

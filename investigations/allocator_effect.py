@@ -1,4 +1,4 @@
-"""What keeping freed host memory does to a training step: ``python -m scripts.allocator_effect``.
+"""What keeping freed host memory does to a training step: ``python -m investigations.allocator_effect``.
 
 Runs the speed program's 6 x 384 step measurement (CA-MTL and vanilla, batches padded to 128 and
 length-grouped batches, alternated in rounds) in fresh processes, alternately with glibc's default
@@ -53,7 +53,7 @@ def main() -> None:
         for name, value in SETTINGS.items():
             env = {**os.environ, "CAMTL_RETAIN_FREED_MEMORY": value}
             process = subprocess.run(
-                [sys.executable, "-m", "scripts.allocator_effect", "--child"],
+                [sys.executable, "-m", "investigations.allocator_effect", "--child"],
                 env=env, capture_output=True, text=True, check=True,
             )  # fmt: skip
             runs[name].append(json.loads(process.stdout.strip().splitlines()[-1]))

@@ -1,4 +1,4 @@
-"""What the conditional attention costs on the CPU kernels: ``python -m scripts.attention_kernels``.
+"""What the conditional attention costs on the CPU kernels: ``python -m investigations.attention_kernels``.
 
 Without dropout (evaluation, MT-Uncertainty scoring in evaluation mode), PyTorch's CPU SDPA runs its
 fused flash kernel with a boolean padding mask (the vanilla layers) but falls back to the unfused math

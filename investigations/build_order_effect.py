@@ -1,4 +1,4 @@
-"""Whether the contender built first is timed differently: ``python -m scripts.build_order_effect``.
+"""Whether the contender built first is timed differently: ``python -m investigations.build_order_effect``.
 
 Runs the speed program's 6 x 384 step measurement (CA-MTL and vanilla, batches padded to 128, alternated
 in rounds) in fresh processes, alternately with CA-MTL built first and with vanilla built first, and
@@ -47,7 +47,7 @@ def main() -> None:
     for _ in range(PROCESSES_PER_ORDER):
         for name, order in ORDERS.items():
             process = subprocess.run(
-                [sys.executable, "-m", "scripts.build_order_effect", "--child", order],
+                [sys.executable, "-m", "investigations.build_order_effect", "--child", order],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             runs[name].append(json.loads(process.stdout.strip().splitlines()[-1]))

@@ -1,0 +1,69 @@
+"""MkDocs hook: the task-file page's reference is checked against, and partly generated from, the code.
+
+The page's hand-written tables of keys and fields must name exactly the keys and fields that
+``camtl/tasks/task_file.py`` accepts, or the build fails; the allowed types, metrics and file formats
+are rendered from the same module at the marker below. When the task-file check becomes a schema,
+``accepted()`` is the one place to read it from.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mkdocs.exceptions import PluginError
+
+PAGE = "task-files.md"
+MARKER = "<!-- generated: task-file values -->"
+
+
+def accepted() -> dict:
+    """What the task-file reader accepts, from the code itself."""
+    from camtl.tasks import task_file
+    from camtl.tasks.spec import TASK_TYPES
+
+    return {
+        "keys": set(task_file.KEYS) | {"data_dir", "tasks"},
+        "fields": set(task_file.FIELDS),
+        "types": TASK_TYPES,
+        "metrics": task_file.METRICS,
+        "default_metric": task_file.DEFAULT_METRIC,
+        "extensions": task_file.EXTENSIONS,
+    }
+
+
+def documented(markdown: str, heading: str) -> set[str]:
+    """The names in the first column of the table under ``heading`` (each written as `name`)."""
+    section = markdown.split(heading, 1)[1].split("\n#", 1)[0]
+    return set(re.findall(r"^\| `([a-z_]+)`", section, re.MULTILINE))
+
+
+def values_table(code: dict) -> str:
+    rows = ["| type | metrics (the default first) |", "|---|---|"]
+    for kind in code["types"]:
+        default = code["default_metric"][kind]
+        others = [m for m in code["metrics"][kind] if m != default]
+        rows.append(f"| `{kind}` | " + ", ".join(f"`{m}`" for m in [default, *others]) + " |")
+    by_format: dict[str, list[str]] = {}
+    for extension, fmt in code["extensions"].items():
+        by_format.setdefault(fmt, []).append(f"`{extension}`")
+    rows += ["", "| `format` | files ending in |", "|---|---|"]
+    rows += [f"| `{fmt}` | {', '.join(extensions)} |" for fmt, extensions in by_format.items()]
+    rows.append("| `dataset` | a folder: a dataset saved with Hugging Face `datasets`' `save_to_disk` |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri != PAGE:
+        return markdown
+    code = accepted()
+    for heading, name in (("## Keys", "keys"), ("## Fields", "fields")):
+        table = documented(markdown, heading)
+        missing, extra = code[name] - table, table - code[name]
+        if missing or extra:
+            raise PluginError(
+                f"{PAGE}: the {name} table differs from camtl/tasks/task_file.py:"
+                f" undocumented {sorted(missing)}, not accepted {sorted(extra)}"
+            )
+    if MARKER not in markdown:
+        raise PluginError(f"{PAGE}: the marker {MARKER!r} is missing")
+    return markdown.replace(MARKER, values_table(code))
