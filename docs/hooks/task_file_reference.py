@@ -1,9 +1,9 @@
 """MkDocs hook: the task-file page's reference is checked against, and partly generated from, the code.
 
-The page's hand-written tables of keys and fields must name exactly the keys and fields that
-``camtl/tasks/task_file.py`` accepts, or the build fails; the allowed types, metrics and file formats
-are rendered from the same module at the marker below. When the task-file check becomes a schema,
-``accepted()`` is the one place to read it from.
+The page's hand-written tables of keys and fields must name exactly the keys and fields of the schema in
+``camtl/tasks/task_file.py`` (pydantic models), or the build fails; the schema's own reference (every key,
+its type and meaning) and the allowed types, metrics and file formats are rendered from the same module
+at the markers below.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from mkdocs.exceptions import PluginError
 
 PAGE = "task-files.md"
 MARKER = "<!-- generated: task-file values -->"
+SCHEMA_MARKER = "<!-- generated: task-file schema -->"
 
 
 def accepted() -> dict:
@@ -22,8 +23,8 @@ def accepted() -> dict:
     from camtl.tasks.spec import TASK_TYPES
 
     return {
-        "keys": set(task_file.KEYS) | {"data_dir", "tasks"},
-        "fields": set(task_file.FIELDS),
+        "keys": set(task_file.TaskFile.model_fields) | set(task_file.TaskEntry.model_fields),
+        "fields": set(task_file.Fields.model_fields),
         "types": TASK_TYPES,
         "metrics": task_file.METRICS,
         "default_metric": task_file.DEFAULT_METRIC,
@@ -64,6 +65,9 @@ def on_page_markdown(markdown, page, config, files):
                 f"{PAGE}: the {name} table differs from camtl/tasks/task_file.py:"
                 f" undocumented {sorted(missing)}, not accepted {sorted(extra)}"
             )
-    if MARKER not in markdown:
-        raise PluginError(f"{PAGE}: the marker {MARKER!r} is missing")
-    return markdown.replace(MARKER, values_table(code))
+    for marker in (MARKER, SCHEMA_MARKER):
+        if marker not in markdown:
+            raise PluginError(f"{PAGE}: the marker {marker!r} is missing")
+    from camtl.tasks.task_file import format_reference
+
+    return markdown.replace(MARKER, values_table(code)).replace(SCHEMA_MARKER, format_reference())
