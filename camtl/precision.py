@@ -141,7 +141,8 @@ def choose_precision(
         )
     speedup = _bf16_speedup(torch.get_num_threads()) if speedup is None else speedup
     faster = speedup >= BF16_MIN_SPEEDUP
-    measured = f"bf16 GEMM {speedup:.2f}x fp32 at {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    measured = f"bf16 GEMM {speedup:.2f}x fp32 at {threads} thread{'s' * (threads > 1)}"
     if requested == "bf16":
         if not faster:
             logger.warning("--precision bf16 on %s: %s, so auto would choose fp32", cpu.name, measured)

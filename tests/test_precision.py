@@ -2,6 +2,7 @@
 and fp16 off CUDA are refused; every answer is tried by injecting what the CPU reports, so the logic is
 covered on any machine. The bf16 run itself is in test_scale.py (where the CPU has native bf16)."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,25 @@ def test_autocast_is_none_for_fp32_and_bf16_otherwise():
 def test_the_gemm_rate_is_a_plausible_flop_rate():
     rate = gemm_rate(torch.float32, size=128, seconds=0.01)
     assert 1e8 < rate < 1e14  # a CPU core does between 0.1 GFLOP/s and 100 TFLOP/s
+
+
+def test_the_precision_benchmark_measures_gemms_steps_and_the_auto_choice(tmp_path):
+    output = tmp_path / "precision.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "camtl.bench", "precision", "--quick", "--output", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(output.with_suffix(".json").read_text())
+    (gemm,) = measured["gemm"]
+    assert gemm["fp32"] > 0 and gemm["bf16_vs_fp32"] == pytest.approx(gemm["bf16"] / gemm["fp32"])
+    (step,) = measured["training_step"]
+    assert step["seconds"]["fp32"] > 0 and step["seconds"]["bf16"] > 0
+    assert step["tokens"] == 32 * 64 and step["non_embedding_parameters"] > 6 * 12 * 384**2  # 6 layers of 384
+    choice = measured["auto"]["1"]
+    assert choice["precision"] == (
+        "bf16" if this_cpu().native_bf16 and choice["bf16_speedup"] >= 1.15 else "fp32"
+    )
+    assert measured["emulated_gemm"]["measured"] == bool(torch.cpu.get_capabilities().get("avx512_f"))
+    report = output.read_text()
+    assert "| 1 | 256 |" in report and "python -m camtl.bench precision --quick" in report
