@@ -39,7 +39,7 @@ from camtl.tasks import resolve_tasks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 1 2 3 (1 with --quick)")
     parser.add_argument("--contenders", nargs="+", choices=list(CONTENDERS), default=list(CONTENDERS))
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run of a few minutes (writes to output/ by default)"
@@ -121,11 +121,12 @@ def run(args: argparse.Namespace, command: str) -> None:
     probe = args.probe or (None if args.quick else Path("results/probe.json"))
     report.check_inputs(settings, probe)  # before hours of runs, not after them
     study = open_study(output, settings, command, args.report_only)
+    seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     pending = [] if args.report_only else [
-        (seed, name) for seed, name in queue(args.seeds, args.contenders)
+        (seed, name) for seed, name in queue(seeds, args.contenders)
         if not (output / "runs" / f"{name}-seed{seed}.json").exists()
     ]  # fmt: skip
-    done = len(args.seeds) * len(args.contenders) - len(pending)
+    done = len(seeds) * len(args.contenders) - len(pending)
     if done and not args.report_only:
         print(f"[glue-mini] {done} runs done before, skipped", flush=True)
     print(f"[glue-mini] precision {settings.precision} on {cpu_name()}", flush=True)
