@@ -76,20 +76,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaM
         raise UsageError(str(error).splitlines()[0]) from None
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if flag_value(argv, "--warmup_steps") in ("0", "0.0"):  # __post_init__ reads 0 as "not given": 10%
-        parsed[2].warmup_steps = 0
     return tuple(parsed)
-
-
-def flag_value(argv: list[str], flag: str) -> str | None:
-    """The value given to ``flag`` on the command line (the last one wins, as in argparse), or None."""
-    value = None
-    for index, part in enumerate(argv):
-        if part == flag and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif part.startswith(f"{flag}="):
-            value = part.split("=", 1)[1]
-    return value
 
 
 def saved_model_config(model_name_or_path: str) -> dict:

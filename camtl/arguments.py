@@ -198,6 +198,12 @@ class CaMtlTrainingArguments(TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Allow training into a non-empty output directory"}
     )
+    warmup_steps: float | None = field(
+        default=None,
+        metadata={
+            "help": "Warmup steps, or a fraction of the steps below 1 (default 0.1: the paper's 10%; 0: none)"
+        },
+    )
     warmup_proportion: float | None = field(
         default=None, metadata={"help": "Linear warmup over this fraction of the steps (default 0.1)"}
     )
@@ -258,7 +264,7 @@ class CaMtlTrainingArguments(TrainingArguments):
             if not 0 <= self.warmup_proportion < 1:
                 raise UsageError(f"--warmup_proportion must be in [0, 1), got {self.warmup_proportion}")
             self.warmup_steps = self.warmup_proportion
-        elif self.warmup_steps == 0:
+        elif self.warmup_steps is None:  # not given (an explicit 0 means no warmup)
             self.warmup_steps = 0.1  # the paper's 10% linear warmup
         if self.dataloader_num_workers is None:
             # On the CPU a worker takes a core from the step; on a GPU it collates while the device computes.
