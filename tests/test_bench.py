@@ -374,3 +374,19 @@ def test_study_refuses_before_any_run_when_the_reports_could_not_be_written(tiny
     result = glue_mini(tiny_bert, tmp_path, "--contenders", "vanilla", "--probe", probe_file)
     assert result.returncode == 2 and "no scores on the first 8 dev rows" in result.stderr
     assert not (tmp_path / "work").exists() and not (tmp_path / "results" / "runs").exists()
+
+
+def test_the_peer_benchmark_runs_the_hf_recipe_and_camtl_on_one_job(monkeypatch):
+    from camtl.bench import peer
+
+    monkeypatch.setattr(peer, "CONTENDERS", {"hf-trainer-fp32": None, "camtl-default": []})
+    job = {**peer.QUICK_JOB, "max_train": 8, "max_eval": 8}
+    result = peer.measure(str(FIXTURES), job, passes=1)
+    for name in ("hf-trainer-fp32", "camtl-default"):
+        (run,) = result["runs"][name]
+        assert run["train_runtime"] > 0 and math.isfinite(run["train_loss"]) and 0 <= run["dev_accuracy"] <= 1
+    expected = (
+        result["median_train_runtime"]["hf-trainer-fp32"] / result["median_train_runtime"]["camtl-default"]
+    )
+    assert result["ratios"]["hf_default_vs_camtl_default"] == pytest.approx(expected)
+    assert "| camtl-default |" in peer.format_report(result, "python -m camtl.bench peer")

@@ -175,3 +175,83 @@ def test_a_training_child_builds_in_its_order_and_times_every_step(
     assert all(len(times) == 1 and min(times) > 0 for times in timed["seconds"].values())
     assert timed["padded_lengths"]["fixed"] == [128] * 2
     assert max(timed["padded_lengths"]["dynamic"]) < 128
+
+
+def test_the_precision_axis_times_both_precisions_in_the_same_rounds(
+    tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
+):
+    from camtl.features import load_features
+
+    under_autocast = []
+
+    def tiny_model(shape, layout):
+        model = load_model(str(tiny_bert), list(TASKS4), layout=layout, max_seq_length=128).train()
+        model.backbone.register_forward_hook(
+            lambda *_: under_autocast.append(torch.is_autocast_enabled("cpu"))
+        )
+        return model
+
+    monkeypatch.setattr(speed_training, "build_model", tiny_model)
+    train_sets = {task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
+                  for task in TASKS4}  # fmt: skip
+    measurement = speed_training.TrainingMeasurement(
+        "small", ("grouped",), 1, 0, 0, ("camtl", "vanilla"), ("fp32", "bf16")
+    )
+    timed = speed_training.time_training_steps(measurement, train_sets, bundled_tokenizer.pad_token_id)
+    assert list(timed["seconds"]) == [
+        "camtl_grouped",
+        "vanilla_grouped",
+        "camtl_grouped_bf16",
+        "vanilla_grouped_bf16",
+    ]
+    assert under_autocast == [False, False, True, True]  # fp32 steps plain, bf16 steps under autocast
+
+
+def test_precision_ratios_pair_bf16_with_fp32_and_camtl_with_vanilla(monkeypatch):
+    def child(measurement, features):
+        seconds = {"camtl_grouped": [2.0], "vanilla_grouped": [2.0], "camtl_grouped_bf16": [1.05],
+                   "vanilla_grouped_bf16": [1.0]}  # fmt: skip
+        return {"seconds": seconds, "padded_lengths": {"grouped": [40]}, "example_lengths": [30.0]}
+
+    monkeypatch.setattr(speed_training, "run_child", child)
+    result = speed_training.measure_training_steps(
+        "small", 2, ("grouped",), ("g", "c", None), 0, ("fp32", "bf16")
+    )
+    assert result["ratios"]["camtl_vs_vanilla_grouped_bf16"] == pytest.approx(1.05)
+    assert result["ratios"]["fp32_vs_bf16_vanilla_grouped"] == pytest.approx(2.0)  # bf16 twice as fast
+    assert "camtl_vs_vanilla_fixed_by_build_order" not in result  # no fixed padding was timed
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_precision_axis_measures_fp32_alone_where_bf16_is_not_native(native, monkeypatch):
+    from camtl.bench import speed_precision
+    from camtl.precision import CpuReport
+
+    cpu = CpuReport.of({"avx512_bf16": native}, "a CPU")
+    monkeypatch.setattr(speed_precision, "this_cpu", lambda: cpu)
+    monkeypatch.setattr(speed_precision, "model_parameters", lambda shape: {"camtl": 10, "vanilla": 8})
+    monkeypatch.setattr(speed_precision, "GEMM_SIZE", 64)
+    asked = []
+
+    def training(shape, rounds, paddings, precisions):
+        asked.append(precisions)
+        names = [speed_training.step_name(c, "grouped", p) for p in precisions for c in ("camtl", "vanilla")]
+        return {"steps": {n: {"median_s": 0.5} for n in names}, "mean_padded_length": {"grouped": 4.0},
+                "ratios": {}}  # fmt: skip
+
+    mtu = {"ratios": {"mtu_vs_floor": 1.01}, "steps": {"mtu_step": {"median_s": 1.0}}}
+    evaluation = {"camtl_vs_vanilla": 1.02, "camtl": {"examples_per_s": 10.0}}
+    axis = speed_precision.measure_precision_axis(
+        training, lambda p: mtu, lambda p: evaluation, {"small": 1, "base": 1}, lambda message: None
+    )
+    expected = ("fp32", "bf16") if native else ("fp32",)
+    assert asked == [expected, expected] and axis["precisions"] == list(expected)
+    assert ("mt_uncertainty_bf16" in axis) == native and all(
+        ("bf16" in row) == native for row in axis["gemm"]
+    )
+    share = axis["training_small"]["flops"]["camtl_grouped"]
+    assert share["model_flops_per_s"] == pytest.approx(6 * 10 * 32 * 4.0 / 0.5)  # 6 x params x tokens / s
+    report = "\n".join(
+        speed_precision.format_precision(axis, {"mt_uncertainty": mtu, "evaluation": evaluation})
+    )
+    assert ("no native bf16: fp32 alone" in report) != native

@@ -8,6 +8,7 @@ diagnosis  why small runs sat at chance, one factor at a time (camtl.bench.diagn
 contention what sharing the CPU does to a training step (camtl.bench.contention)
 glue-mini  the reproduction study (camtl.bench.study, camtl.bench.report)
 precision  what bf16 costs and gains on this CPU (camtl.bench.precision_bench)
+peer       camtl against the stock Hugging Face Trainer recipe (camtl.bench.peer)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import sys
 
 from camtl.allocator import retain_freed_memory
-from camtl.bench import contention, device, diagnosis, precision_bench, probe, speed, study
+from camtl.bench import contention, device, diagnosis, peer, precision_bench, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
 
 # name -> (help, add_arguments, run(args, command))
@@ -28,6 +29,7 @@ PROGRAMS = {
     "diagnosis": (diagnosis.__doc__, diagnosis.add_arguments, diagnosis.run),
     "contention": (contention.__doc__, contention.add_arguments, contention.run),
     "glue-mini": (study.__doc__, study.add_arguments, study.run),
+    "peer": (peer.__doc__, peer.add_arguments, peer.run),
     "precision": (
         precision_bench.__doc__,
         precision_bench.add_arguments,

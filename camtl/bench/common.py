@@ -141,7 +141,13 @@ def train_runtime(output_dir: Path, steps: int) -> tuple[float, list[dict]]:
 
     The checkpoint is written before the Trainer logs its runtime, so the runtime comes from the log."""
     state = read_json(output_dir / f"checkpoint-{steps}" / "trainer_state.json")
-    found = re.findall(r"'train_runtime': '?([0-9.]+)", output_dir.with_suffix(".log").read_text())
+    return logged_metric(output_dir, "train_runtime"), state["log_history"]
+
+
+def logged_metric(output_dir: Path, name: str) -> float:
+    """The last value of ``name`` that the Trainer logged in the run's log (``<output_dir>.log``)."""
+    log = output_dir.with_suffix(".log")
+    found = re.findall(rf"'{name}': '?([0-9.eE+-]+)", log.read_text())
     if not found:
-        raise RuntimeError(f"no train_runtime in {output_dir.with_suffix('.log')}: did the run finish?")
-    return float(found[-1]), state["log_history"]
+        raise RuntimeError(f"no {name} in {log}: did the run finish?")
+    return float(found[-1])

@@ -26,23 +26,36 @@ import torch
 from camtl.bench.common import markdown_table, write_json
 from camtl.bench.device import TASKS, Shape, random_batch
 from camtl.bench.speed_report import alternate, paired_ratio
-from camtl.bench.speed_setup import build_model, make_optimizer, model_inputs, training_step
-from camtl.precision import BF16_MIN_SPEEDUP, autocast, choose_precision, gemm_rate, this_cpu
+from camtl.bench.speed_setup import (
+    build_model,
+    make_optimizer,
+    model_inputs,
+    non_embedding_parameters,
+    training_step,
+)
+from camtl.precision import BF16_MIN_SPEEDUP, DTYPES, choose_precision, gemm_rate, this_cpu
 
 # oneDNN's ISA cap without the AVX512_BF16 / AMX instructions, for the emulated-bf16 child.
 EMULATED_ISA = "AVX512_CORE"
 STEP_SHAPE = Shape(layers=6, hidden=384, heads=12, batch=32, seq=64, steps=0)
 
 
-def gemm_table(sizes: tuple[int, ...], threads: tuple[int, ...], seconds: float) -> list[dict]:
+def gemm_table(
+    sizes: tuple[int, ...],
+    threads: tuple[int, ...],
+    seconds: float,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> list[dict]:
+    """FLOP/s of square matmuls per thread count, size and precision (and bf16 / fp32 where both ran)."""
     rows = []
     for count in threads:
         torch.set_num_threads(count)
         for size in sizes:
-            fp32, bf16 = (gemm_rate(dtype, size, seconds) for dtype in (torch.float32, torch.bfloat16))
-            rows.append(
-                {"threads": count, "size": size, "fp32": fp32, "bf16": bf16, "bf16_vs_fp32": bf16 / fp32}
-            )
+            row = {"threads": count, "size": size}
+            row |= {precision: gemm_rate(DTYPES[precision], size, seconds) for precision in precisions}
+            if "bf16" in row:
+                row["bf16_vs_fp32"] = row["bf16"] / row["fp32"]
+            rows.append(row)
     return rows
 
 
@@ -65,15 +78,11 @@ def training_steps(threads: tuple[int, ...], rounds: int) -> list[dict]:
     optimizer = make_optimizer(model)
     batch = model_inputs(random_batch(STEP_SHAPE, torch.device("cpu")))
     tokens = batch["input_ids"].numel()
-    body = sum(p.numel() for name, p in model.backbone.named_parameters() if "embeddings" not in name)
+    body = non_embedding_parameters(model)
     flops = 6 * body * tokens
 
     def step(precision: str):
-        def run(_: int) -> None:
-            with autocast(precision, "cpu"):
-                training_step(model, optimizer, batch)
-
-        return run
+        return lambda _: training_step(model, optimizer, batch, precision)
 
     rows = []
     for count in threads:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from transformers import TrainingArguments
 
 from camtl.bench.common import write_json
 from camtl.bench.speed_breakdown import format_breakdown, measure_breakdown
+from camtl.bench.speed_precision import format_precision, measure_precision_axis, precision_ratios
 from camtl.bench.speed_report import (
     WARMUP_ROUNDS,
     alternate,
@@ -66,6 +66,7 @@ from camtl.evaluation import evaluate_tasks
 from camtl.features import TaskFeatures, load_features
 from camtl.model import load_tokenizer
 from camtl.model.presets import bundled_encoder_path
+from camtl.precision import autocast, cpu_name
 from camtl.sampling import build_sampler
 from camtl.tasks import TASKS, TRAINABLE_TASKS, evaluation_tasks
 from camtl.training import CaMtlTrainer
@@ -130,7 +131,9 @@ def measure_feature_cache(
     return report, {task: loaded[(task, "train")] for task in TRAINABLE_TASKS}
 
 
-def mt_uncertainty_setup(train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path):
+def mt_uncertainty_setup(
+    train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path, precision: str
+):
     """The model, optimizer and trainer of the MT-Uncertainty measurement, and the pools and batches timed."""
     sets = {task: train_sets[task] for task in MTU_TASKS}
     model = build_model("small", "base", MTU_TASKS)
@@ -138,7 +141,9 @@ def mt_uncertainty_setup(train_sets: dict[str, TaskFeatures], pad_token_id: int,
     pool_sampler = build_sampler("mt-uncertainty", [len(f) for f in sets.values()], BATCH_SIZE, seed=0)
     trainer = CaMtlTrainer(
         model=model,
-        args=TrainingArguments(output_dir=str(work_dir), report_to="none", use_cpu=True),
+        args=TrainingArguments(
+            output_dir=str(work_dir), report_to="none", use_cpu=True, bf16=precision == "bf16"
+        ),
         train_sets=sets,
         task_sampler=pool_sampler,
         collator=collator,
@@ -150,7 +155,11 @@ def mt_uncertainty_setup(train_sets: dict[str, TaskFeatures], pad_token_id: int,
 
 
 def measure_mt_uncertainty(
-    train_sets: dict[str, TaskFeatures], pad_token_id: int, rounds: int, work_dir: Path
+    train_sets: dict[str, TaskFeatures],
+    pad_token_id: int,
+    rounds: int,
+    work_dir: Path,
+    precision: str = "fp32",
 ) -> dict:
     """One MT-Uncertainty step (score T x b candidates without gradients, keep b, train on them) against its
     floor (the no-grad forward over the same pool in length-sorted chunks, in the sampler's scoring mode,
@@ -159,9 +168,10 @@ def measure_mt_uncertainty(
     The selection is CaMtlTrainer.select_uncertain_candidates, the code path of training. The floor's
     training step is the one inside the same MT-Uncertainty step, timed on its own: the selection drifts
     as the model trains, and its length with it, so a training step on any other batch would not match.
+    Every forward runs at ``precision`` (the selection's own through the trainer's arguments).
     """
     model, optimizer, trainer, pools, proportional = mt_uncertainty_setup(
-        train_sets, pad_token_id, rounds, work_dir
+        train_sets, pad_token_id, rounds, work_dir, precision
     )
     chunks = [length_sorted_chunks(pool, BATCH_SIZE) for pool in pools]
     training_part, selected_lengths = [], []
@@ -170,13 +180,13 @@ def measure_mt_uncertainty(
         pool = dict(pools[i])
         selected = trainer.select_uncertain_candidates(model, pool, pool.pop("example_index"))[0]
         start = time.perf_counter()
-        training_step(model, optimizer, selected)
+        training_step(model, optimizer, selected, precision)
         training_part.append(time.perf_counter() - start)
         selected_lengths.append(selected["input_ids"].shape[1])
 
     def pool_forward(i: int) -> None:
         model.train(trainer.task_sampler.scoring_mode == "train")  # the mode the selection scores in
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, "cpu"):
             for chunk in chunks[i]:
                 model(**chunk)
         model.train()
@@ -185,7 +195,7 @@ def measure_mt_uncertainty(
         {
             "mtu_step": mtu_step,
             "pool_forward": pool_forward,
-            "proportional_step": lambda i: training_step(model, optimizer, proportional[i]),
+            "proportional_step": lambda i: training_step(model, optimizer, proportional[i], precision),
         },
         rounds,
     )
@@ -209,7 +219,7 @@ def measure_mt_uncertainty(
     return result
 
 
-def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int) -> dict:
+def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int, precision: str = "fp32") -> dict:
     """Examples per second of camtl.evaluation over every dev set, CA-MTL and vanilla (small shape)."""
     collator = MultiTaskCollator(pad_token_id)
     examples = sum(len(f) for f in dev_sets.values())
@@ -217,7 +227,9 @@ def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int) -> 
     for name, layout in CONTENDERS.items():
         model = build_model("small", layout)
         start = time.perf_counter()
-        evaluate_tasks(model, dev_sets, collator, EVAL_BATCH_SIZE)
+        evaluate_tasks(
+            model, dev_sets, collator, EVAL_BATCH_SIZE, autocast=lambda: autocast(precision, "cpu")
+        )
         seconds = time.perf_counter() - start
         result[name] = {"seconds": seconds, "examples_per_s": examples / seconds}
     result["camtl_vs_vanilla"] = result["vanilla"]["examples_per_s"] / result["camtl"]["examples_per_s"]
@@ -226,13 +238,6 @@ def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int) -> 
 
 # ---------------------------------------------------------------------------------------------------------
 # The program
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None]) -> dict:
@@ -275,12 +280,25 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
             for task in evaluation_tasks(list(TRAINABLE_TASKS))
         }
         result["evaluation"] = measure_evaluation(dev_sets, pad)
+        result["precision"] = measure_precision_axis(
+            lambda shape, rounds, paddings, precisions: measure_training_steps(
+                shape, rounds, paddings, stored, plan.base_warmup if shape == "base" else WARMUP_ROUNDS,
+                precisions,
+            ),
+            lambda precision: measure_mt_uncertainty(
+                train_sets, pad, plan.mtu_rounds, Path(temp) / f"trainer-{precision}", precision
+            ),
+            lambda precision: measure_evaluation(dev_sets, pad, precision),
+            {"small": plan.small_rounds, "base": plan.base_rounds},
+            log,
+        )  # fmt: skip
     result["memory"] = {"method": MEMORY_METHOD}
     for shape in plan.memory_shapes:
         log(f"peak memory, {shape}")
         result["memory"][shape] = measure_memory(shape)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     result["ratios"], result["ratio_quartiles"] = collect_ratios(result)
+    result["ratios"] |= precision_ratios(result["precision"])
     result["targets"] = check_targets(result["ratios"])
     return result
 
@@ -330,7 +348,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"[speed] {message}", file=sys.stderr, flush=True)
 
     result = measure(args.data_dir, plan, args.quick, log)
-    write_result(args.output, result, format_report(result), args.json)
+    report = "\n".join([format_report(result), *format_precision(result["precision"], result)])
+    write_result(args.output, result, report, args.json)
 
 
 def write_result(path: Path, result: dict, report: str, as_json: bool) -> None:

@@ -15,6 +15,8 @@ TARGETS = {  # ratio -> (comparison, bound)
     "mtu_vs_floor": ("<=", 1.10),
     "dynamic_vs_fixed_padding": (">=", 2.0),
     "grouped_vs_fixed_padding": (">=", 2.0),  # the same target with --train_sampling_strategy group_by_length
+    "small_camtl_vs_vanilla_grouped_bf16": ("<=", 1.05),  # as in fp32
+    "base_camtl_vs_vanilla_grouped_bf16": ("<=", 1.05),
 }
 
 

@@ -16,6 +16,7 @@ from camtl.collation import MultiTaskCollator
 from camtl.features import TaskDataset, TaskFeatures
 from camtl.model import CaMtlConfig, CaMtlModel, load_model
 from camtl.model.presets import bundled_encoder_path
+from camtl.precision import autocast
 from camtl.sampling import build_sampler
 from camtl.tasks import TRAINABLE_TASKS
 
@@ -65,11 +66,21 @@ def make_optimizer(model: CaMtlModel) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
 
 
-def training_step(model: CaMtlModel, optimizer: torch.optim.Optimizer, batch: dict) -> None:
-    loss = model(**batch).loss
+def training_step(
+    model: CaMtlModel, optimizer: torch.optim.Optimizer, batch: dict, precision: str = "fp32"
+) -> None:
+    """Forward (under the precision's autocast, as the Trainer runs compute_loss), backward, AdamW."""
+    with autocast(precision, "cpu"):
+        loss = model(**batch).loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def non_embedding_parameters(model: CaMtlModel) -> int:
+    """The parameters a token's forward and backward multiply by (6 FLOPs each per token): all but the
+    embedding tables, which are looked up."""
+    return sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
 
 
 def model_inputs(batch: dict) -> dict:

@@ -55,6 +55,12 @@ class TrainingMeasurement:
     warmup: int
     first_batch: int
     build_order: tuple[str, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+
+
+def step_name(contender: str, padding: str, precision: str = "fp32") -> str:
+    """``camtl_fixed``; other precisions than fp32 are named: ``camtl_grouped_bf16``."""
+    return f"{contender}_{padding}" + ("" if precision == "fp32" else f"_{precision}")
 
 
 FeatureSource = tuple[
@@ -80,10 +86,15 @@ def time_training_steps(
         for padding in m.paddings
     }  # fmt: skip
 
-    def step(name: str, padding: str) -> Callable[[int], None]:
-        return lambda i: training_step(models[name], optimizers[name], batches[padding][i])
+    def step(name: str, padding: str, precision: str) -> Callable[[int], None]:
+        return lambda i: training_step(models[name], optimizers[name], batches[padding][i], precision)
 
-    steps = {f"{name}_{padding}": step(name, padding) for padding in m.paddings for name in CONTENDERS}
+    steps = {
+        step_name(name, padding, precision): step(name, padding, precision)
+        for precision in m.precisions
+        for padding in m.paddings
+        for name in CONTENDERS
+    }
     return {
         "seconds": alternate(steps, m.rounds, m.warmup),
         "padded_lengths": {p: [b["input_ids"].shape[1] for b in batches[p]] for p in m.paddings},
@@ -119,13 +130,20 @@ def run_child(measurement: TrainingMeasurement, features: FeatureSource) -> dict
 
 
 def measure_training_steps(
-    shape: str, rounds: int, paddings: tuple[str, ...], features: FeatureSource, warmup: int = WARMUP_ROUNDS
+    shape: str,
+    rounds: int,
+    paddings: tuple[str, ...],
+    features: FeatureSource,
+    warmup: int = WARMUP_ROUNDS,
+    precisions: tuple[str, ...] = ("fp32",),
 ) -> dict:
-    """CA-MTL vs vanilla training steps, for each padding: one process per build order, pooled."""
+    """CA-MTL vs vanilla training steps, for each padding (and precision): one process per build order,
+    pooled. With bf16 among ``precisions``, also CA-MTL vs vanilla in bf16 and fp32 / bf16 per contender."""
     per_process = math.ceil(rounds / len(BUILD_ORDERS))
     runs = [
         run_child(
-            TrainingMeasurement(shape, paddings, per_process, warmup, index * per_process, order), features
+            TrainingMeasurement(shape, paddings, per_process, warmup, index * per_process, order, precisions),
+            features,
         )
         for index, order in enumerate(BUILD_ORDERS)
     ]
@@ -138,12 +156,25 @@ def measure_training_steps(
         },
         "mean_example_length": statistics.mean(n for run in runs for n in run["example_lengths"]),
     }
-    pairs = {f"camtl_vs_vanilla_{p}": (seconds[f"camtl_{p}"], seconds[f"vanilla_{p}"]) for p in paddings}
-    for padding in (p for p in paddings if p != "fixed"):  # every plan measures "fixed"
+    pairs = {
+        step_name("camtl_vs_vanilla", p, precision): (
+            seconds[step_name("camtl", p, precision)],
+            seconds[step_name("vanilla", p, precision)],
+        )
+        for p in paddings
+        for precision in precisions
+    }
+    for precision in (x for x in precisions if x != "fp32"):  # above 1: the other precision is faster
+        for p in paddings:
+            for name in CONTENDERS:
+                times = (seconds[step_name(name, p)], seconds[step_name(name, p, precision)])
+                pairs[f"fp32_vs_{precision}_{name}_{p}"] = times
+    for padding in (p for p in paddings if p != "fixed" and "fixed" in paddings):
         for name in CONTENDERS:  # examples/s over examples/s padded to 128 = fixed time over this time
             pairs[f"{padding}_vs_fixed_{name}"] = (seconds[f"{name}_fixed"], seconds[f"{name}_{padding}"])
     result["ratios"], result["ratio_quartiles"] = compare(pairs)
-    result["camtl_vs_vanilla_fixed_by_build_order"] = [
-        paired_ratio(run["seconds"]["camtl_fixed"], run["seconds"]["vanilla_fixed"]) for run in runs
-    ]
+    if "fixed" in paddings:
+        result["camtl_vs_vanilla_fixed_by_build_order"] = [
+            paired_ratio(run["seconds"]["camtl_fixed"], run["seconds"]["vanilla_fixed"]) for run in runs
+        ]
     return result
