@@ -9,7 +9,7 @@ import torch
 from camtl.bench import speed, speed_breakdown, speed_report, speed_training
 from camtl.model import load_model
 from camtl.model.configuration import CONDITIONAL_MODULES
-from camtl.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
+from camtl.model.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 TASKS4 = ("sst-2", "mnli", "rte", "qnli")  # 96 fixture examples: three batches of 32
@@ -58,7 +58,7 @@ def test_alternate_reverses_the_order_and_drops_warmup_rounds():
 
 
 def test_grouped_batches_hold_the_same_tasks_with_less_padding(bundled_tokenizer, tmp_path):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     train_sets = {
         task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
@@ -94,7 +94,7 @@ def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
 
 
 def test_the_breakdown_keeps_one_module_per_contender(tiny_bert, bundled_tokenizer, tmp_path, monkeypatch):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     built = {}
 
@@ -155,7 +155,7 @@ def test_training_steps_pool_one_process_per_build_order_on_distinct_batches(mon
 def test_a_training_child_builds_in_its_order_and_times_every_step(
     tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
 ):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     built = []
 
