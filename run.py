@@ -19,17 +19,11 @@ import torch
 from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
 
-from camtl.allocator import retain_freed_memory
-from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-from camtl.checkpoints import check_explicit, choose_latest
-from camtl.collation import Masking, MultiTaskCollator
-from camtl.config_file import config_file_to_flags
-from camtl.data import DOWNLOAD_HINT, is_declared, read_split, require_split, split_exists, split_path
+from camtl.data.collation import Masking, MultiTaskCollator
+from camtl.data.features import default_cache_dir, load_features
+from camtl.data.sources import task_data_dir
+from camtl.data.splits import DOWNLOAD_HINT, is_declared, read_split, require_split, split_exists, split_path
 from camtl.errors import UsageError, exits_cleanly_on_usage_error
-from camtl.evaluation import predict_tasks
-from camtl.features import default_cache_dir, load_features
-from camtl.filesystem import check_writable, redirect_outputs, results_dir, writing_results
-from camtl.metrics import format_results_table, selection_score
 from camtl.model import (
     encoder_layer_count,
     format_parameter_report,
@@ -39,15 +33,22 @@ from camtl.model import (
     parameter_report,
     parse_layer_range,
 )
-from camtl.overwrite import replacing_earlier_run
-from camtl.run_settings import check_resume_settings, run_settings
-from camtl.sampling import build_sampler
-from camtl.signals import GracefulStop
-from camtl.sources import task_data_dir
-from camtl.submission import write_predictions, write_submission
 from camtl.tasks import TASKS
 from camtl.tasks.plan import TaskPlan, plan_tasks
-from camtl.training import CaMtlTrainer, mixed_precision
+from camtl.training.allocator import retain_freed_memory
+from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+from camtl.training.checkpoints import check_explicit, choose_latest
+from camtl.training.config_file import config_file_to_flags
+from camtl.training.evaluation import predict_tasks
+from camtl.training.filesystem import check_writable, redirect_outputs, results_dir, writing_results
+from camtl.training.metrics import format_results_table, selection_score
+from camtl.training.overwrite import replacing_earlier_run
+from camtl.training.precision import mixed_precision
+from camtl.training.run_settings import check_resume_settings, run_settings
+from camtl.training.sampling import build_sampler
+from camtl.training.signals import GracefulStop
+from camtl.training.submission import write_predictions, write_submission
+from camtl.training.trainer import CaMtlTrainer
 
 logger = logging.getLogger("camtl")
 
@@ -196,7 +197,8 @@ def main_process(args: CaMtlTrainingArguments) -> bool:
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> CaMtlTrainer:
     stop = GracefulStop().install()  # SIGINT and SIGTERM end the run with one line
-    retain_freed_memory()  # host memory: each step reuses what the last one freed (camtl/allocator.py)
+    # host memory: each step reuses what the last one freed (camtl/training/allocator.py)
+    retain_freed_memory()
     model_args, data_args, args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

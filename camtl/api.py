@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
-from camtl.collation import Masking, MultiTaskCollator, model_inputs
-from camtl.evaluation import evaluate_tasks
-from camtl.features import TaskDataset, TaskFeatures, load_features
+from camtl.data.collation import Masking, MultiTaskCollator, model_inputs
+from camtl.data.features import TaskDataset, TaskFeatures, load_features
+from camtl.data.sources import task_data_dir
 from camtl.model import CaMtlModel, load_model, load_tokenizer
-from camtl.sampling import build_sampler
-from camtl.sources import task_data_dir
 from camtl.tasks import TASKS, evaluation_tasks, register, resolve_tasks
 from camtl.tasks.task_file import load_task_file
+from camtl.training.evaluation import evaluate_tasks
+from camtl.training.sampling import build_sampler
 
 __all__ = ["build", "collator", "evaluate", "load_split", "load_tasks", "model_inputs", "train_loader"]
 
@@ -93,7 +93,7 @@ def train_loader(
     seed: int = 0,
     **sampler_options,
 ) -> DataLoader:
-    """A loader of one epoch of mixed-task batches drawn by a camtl sampler (``camtl.sampling``).
+    """A loader of one epoch of mixed-task batches drawn by a camtl sampler (``camtl.training.sampling``).
 
     MT-Uncertainty's pools need the Trainer's selection step (``camtl.training``): use run.py for it.
     """

@@ -2,7 +2,7 @@
 
 Runs the speed program's 6 x 384 step measurement (CA-MTL and vanilla, batches padded to 128 and
 length-grouped batches, alternated in rounds) in fresh processes, alternately with glibc's default
-(``CAMTL_RETAIN_FREED_MEMORY=0``) and with camtl's setting (camtl/allocator.py), and prints each
+(``CAMTL_RETAIN_FREED_MEMORY=0``) and with camtl's setting (camtl/training/allocator.py), and prints each
 contender's median step time and the CA-MTL / vanilla ratio under each setting.
 """
 
@@ -25,12 +25,12 @@ PROCESSES_PER_SETTING = 2  # A B A B: drift of the shared machine falls on both 
 def child() -> None:
     import torch
 
-    from camtl.allocator import retain_freed_memory
     from camtl.bench.speed import measure_feature_cache
     from camtl.bench.speed_report import paired_ratio
     from camtl.bench.speed_training import BUILD_ORDERS, TrainingMeasurement, time_training_steps
     from camtl.model import load_tokenizer
     from camtl.model.presets import bundled_encoder_path
+    from camtl.training.allocator import retain_freed_memory
 
     retained = retain_freed_memory()
     torch.set_num_threads(2)

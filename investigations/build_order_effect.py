@@ -22,12 +22,12 @@ PROCESSES_PER_ORDER = 2  # A B A B: drift of the shared machine falls on both or
 def child(order: tuple[str, ...]) -> None:
     import torch
 
-    from camtl.allocator import retain_freed_memory
     from camtl.bench.speed import measure_feature_cache
     from camtl.bench.speed_report import paired_ratio
     from camtl.bench.speed_training import TrainingMeasurement, time_training_steps
     from camtl.model import load_tokenizer
     from camtl.model.presets import bundled_encoder_path
+    from camtl.training.allocator import retain_freed_memory
 
     retain_freed_memory()
     torch.set_num_threads(2)

@@ -30,7 +30,7 @@ for name in "${@:-stsb-rte-csqa sst2-wikitext-mlm superglue-task-file glue-super
     {
       echo "\$ ${command[*]}"
       echo "(${seconds} s on $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg) at the end)"
-      "$PY" -c "import json, sys; from camtl.metrics import format_results_table as table
+      "$PY" -c "import json, sys; from camtl.training.metrics import format_results_table as table
 print(table(json.load(open(sys.argv[1]))))" "$out/eval_results.json"
       echo "reloaded from $out and evaluated again: same eval_results.json: $same"
       echo "predictions: $(ls "$out"/predictions 2>/dev/null | tr '\n' ' ')$(ls "$out"/*.zip 2>/dev/null)"

@@ -27,7 +27,7 @@ import transformers.modeling_utils as modeling_utils  # noqa: E402
 from forked_runs import run_all  # noqa: E402  (imports run.py once, for every child)
 from transformers.trainer_callback import CallbackHandler, TrainerState  # noqa: E402
 
-from camtl.training import CaMtlTrainer  # noqa: E402
+from camtl.training.trainer import CaMtlTrainer  # noqa: E402
 
 
 def die() -> None:

@@ -1,4 +1,5 @@
-"""camtl.allocator: entry points keep freed host memory for the next step; the user's settings win."""
+"""camtl.training.allocator: entry points keep freed host memory for the next step; the user's settings
+win."""
 
 import json
 import os
@@ -7,12 +8,12 @@ import sys
 
 import pytest
 
-from camtl.allocator import environment_configures_malloc
+from camtl.training.allocator import environment_configures_malloc
 
 # Frees a 256 MiB block after touching it, and reports the resident set before and after the free.
 PROBE = """
 import json, sys
-from camtl.allocator import retain_freed_memory
+from camtl.training.allocator import retain_freed_memory
 took_effect = retain_freed_memory() if sys.argv[1] == "retain" else False
 
 def rss_mib():

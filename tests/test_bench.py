@@ -114,7 +114,7 @@ def test_probe_end_to_end_on_the_fixtures(tmp_path):
 
 @pytest.mark.parametrize("task", ["cola", "mrpc", "sts-b", "mnli"])
 def test_resampled_scores_match_the_glue_metrics_on_the_rows_drawn(task):
-    from camtl.metrics import compute_metrics
+    from camtl.training.metrics import compute_metrics
 
     rng = np.random.default_rng(1)
     n = 60

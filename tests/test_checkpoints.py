@@ -1,5 +1,6 @@
-"""camtl.checkpoints and camtl.run_settings without training: which checkpoint ``latest`` takes, what an
-explicit one must hold, what --overwrite_output_dir removes, and which changed settings a resume refuses."""
+"""camtl.training.checkpoints and camtl.training.run_settings without training: which checkpoint
+``latest`` takes, what an explicit one must hold, what --overwrite_output_dir removes, and which changed
+settings a resume refuses."""
 
 import dataclasses
 import json
@@ -9,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from camtl.arguments import DataArguments, ModelArguments
-from camtl.checkpoints import (
+from camtl.errors import UsageError
+from camtl.training.arguments import DataArguments, ModelArguments
+from camtl.training.checkpoints import (
     MARKER,
     check_explicit,
     choose_latest,
@@ -19,9 +21,8 @@ from camtl.checkpoints import (
     required_files,
     write_run_file,
 )
-from camtl.errors import UsageError
-from camtl.overwrite import ASIDE, replacing_earlier_run
-from camtl.run_settings import DEFINING, HARMLESS, RECORDED, SETTINGS, compare_settings, run_settings
+from camtl.training.overwrite import ASIDE, replacing_earlier_run
+from camtl.training.run_settings import DEFINING, HARMLESS, RECORDED, SETTINGS, compare_settings, run_settings
 from run import parse_arguments
 
 

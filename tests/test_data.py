@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from camtl.data import check_data_dir, read_split
+from camtl.data.splits import check_data_dir, read_split
 from camtl.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from camtl.download import TASK_SOURCES, download_file, parse_sha256sums, resolve_task_folders
+from camtl.data.download import TASK_SOURCES, download_file, parse_sha256sums, resolve_task_folders
 from camtl.errors import UsageError
 from camtl.tasks import TASKS
 

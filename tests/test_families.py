@@ -35,7 +35,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 import run
 from camtl.model import freeze_encoder_layers, load_model, load_tokenizer, parameter_report
 from camtl.model.families import family_of
-from camtl.modules import ConditionalAttentionBias, ConditionalLayerNorm
+from camtl.model.modules import ConditionalAttentionBias, ConditionalLayerNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 TASKS = ["cola", "sts-b"]

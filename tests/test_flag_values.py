@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import run
-from camtl.schedule import warmup_steps
+from camtl.training.schedule import warmup_steps
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 BASE = [

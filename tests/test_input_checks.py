@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-import camtl.features
-from camtl.data import check_data_dir, read_split
+import camtl.data.features
+from camtl.data.features import load_features
+from camtl.data.splits import check_data_dir, read_split
 from camtl.errors import UsageError
-from camtl.features import load_features
 from run import parse_arguments
 
 BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--report_to", "none"]
@@ -152,7 +152,7 @@ def test_a_feature_cache_that_cannot_be_written_costs_the_cache_not_the_run(
     def full_disk(state, path):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(camtl.features, "_atomic_save", full_disk)
+    monkeypatch.setattr(camtl.data.features, "_atomic_save", full_disk)
     with caplog.at_level(logging.WARNING):
         features = load_features(tmp_path / "glue", "sst-2", "dev", bundled_tokenizer, 16, tmp_path / "cache")
     assert len(features) == 2
@@ -164,7 +164,7 @@ def test_every_flag_the_troubleshooting_page_names_exists():
     import re
     from pathlib import Path
 
-    from camtl.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+    from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
     from run import ArgumentParser
 
     section = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text()

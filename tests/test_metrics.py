@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from camtl.errors import UsageError
-from camtl.metrics import compute_metrics, format_results_table, glue_average, summarize
 from camtl.tasks import PRIMARY_METRIC, TASKS
+from camtl.training.metrics import compute_metrics, format_results_table, glue_average, summarize
 
 # A binary case with every confusion cell different: TP=3, TN=4, FP=2, FN=1.
 LABELS = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])

@@ -30,7 +30,7 @@ from camtl.model import (
 )
 from camtl.model.conditioning import ATTENTION_IMPLEMENTATION, conditional_sdpa
 from camtl.model.heads import HeadInputs, HeadOutputs
-from camtl.modules import (
+from camtl.model.modules import (
     ConditionalAdapter,
     ConditionalAttentionBias,
     ConditionalLayerNorm,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camtl.modules import (
+from camtl.model.modules import (
     ConditionalAdapter,
     ConditionalAlignment,
     ConditionalAttentionBias,

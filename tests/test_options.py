@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl.arguments import CaMtlTrainingArguments
-from camtl.collation import MultiTaskCollator
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import load_features
 from camtl.errors import UsageError
-from camtl.features import load_features
 from camtl.model import load_model, load_tokenizer
-from camtl.sampling import build_sampler
-from camtl.training import CaMtlTrainer
+from camtl.training.arguments import CaMtlTrainingArguments
+from camtl.training.sampling import build_sampler
+from camtl.training.trainer import CaMtlTrainer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 

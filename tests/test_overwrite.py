@@ -72,7 +72,7 @@ class Case:
     killed_first: bool = False  # a SIGKILL at the first step of a run before this one left the folder
 
 
-TRAINER = "camtl.training"
+TRAINER = "camtl.training.trainer"
 FIRST_STEP = fail(TRAINER, "CaMtlTrainer.compute_loss")
 CASES = {
     "tokenizing": Case(fail("run", "load_features"), keeps_earlier=True),

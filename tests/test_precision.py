@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl.arguments import CaMtlTrainingArguments
 from camtl.errors import UsageError
-from camtl.precision import (
+from camtl.training.arguments import CaMtlTrainingArguments
+from camtl.training.precision import (
     BF16_MIN_SPEEDUP,
     CpuReport,
     autocast,

@@ -11,7 +11,7 @@ import torch
 from transformers import BertConfig
 
 from camtl.model import CaMtlConfig, CaMtlModel, load_model, parameter_report
-from camtl.sampling import select_most_uncertain, uncertainty_scores
+from camtl.training.sampling import select_most_uncertain, uncertainty_scores
 from tests.reference_oracle import build_reference, import_reference, to_reference_state
 
 TASKS = ["cola", "sts-b", "mnli"]  # 2 classes, regression, 3 classes
@@ -224,7 +224,7 @@ def test_mt_uncertainty_selects_what_the_authors_code_selects(reference, tasks):
     entropy = output.entropy
     if "sts-b" in tasks:
         # The documented exception: the authors copy MRPC's entropies onto STS-B rows (camtl scores STS-B
-        # by its error instead, camtl.sampling.regression_uncertainty); restate their copy here.
+        # by its error instead, camtl.training.sampling.regression_uncertainty); restate their copy here.
         stsb, mrpc = pool["task_id"] == tasks.index("sts-b"), pool["task_id"] == tasks.index("mrpc")
         assert torch.all(entropy[stsb] == 0)  # the regression head's own entropy, as theirs
         scores = uncertainty_scores(entropy, pool["task_id"], len(tasks))

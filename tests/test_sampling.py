@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 import torch
 
-from camtl.arguments import DataArguments
 from camtl.errors import UsageError
-from camtl.sampling import SAMPLERS, build_sampler, regression_uncertainty, select_most_uncertain
+from camtl.training.arguments import DataArguments
+from camtl.training.sampling import SAMPLERS, build_sampler, regression_uncertainty, select_most_uncertain
 
 SIZES = [300, 60, 1200]  # three tasks of very different sizes
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from camtl.precision import cpu_name, this_cpu
+from camtl.training.precision import cpu_name, this_cpu
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
@@ -113,11 +113,12 @@ def test_bf16_trains_end_to_end_on_the_cpu(tiny_bert, tmp_path):
 def test_non_finite_loss_stops_the_run_naming_step_and_tasks(tiny_bert):
     from transformers import AutoTokenizer
 
-    from camtl.arguments import CaMtlTrainingArguments
-    from camtl.collation import MultiTaskCollator
+    from camtl.data.collation import MultiTaskCollator
     from camtl.errors import TrainingDiverged
     from camtl.model import load_model
-    from camtl.training import CaMtlTrainer, TaskUsage
+    from camtl.training.arguments import CaMtlTrainingArguments
+    from camtl.training.counters import TaskUsage
+    from camtl.training.trainer import CaMtlTrainer
 
     model = load_model(str(tiny_bert), ["sts-b", "rte"], layout="base", max_seq_length=32)
     args = CaMtlTrainingArguments(output_dir=str(tiny_bert / "unused"), report_to="none")

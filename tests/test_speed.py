@@ -9,7 +9,7 @@ import torch
 from camtl.bench import speed, speed_breakdown, speed_report, speed_training
 from camtl.model import load_model
 from camtl.model.configuration import CONDITIONAL_MODULES
-from camtl.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
+from camtl.model.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 TASKS4 = ("sst-2", "mnli", "rte", "qnli")  # 96 fixture examples: three batches of 32
@@ -58,7 +58,7 @@ def test_alternate_reverses_the_order_and_drops_warmup_rounds():
 
 
 def test_grouped_batches_hold_the_same_tasks_with_less_padding(bundled_tokenizer, tmp_path):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     train_sets = {
         task: load_features(FIXTURES, task, "train", bundled_tokenizer, 128, tmp_path)
@@ -94,7 +94,7 @@ def test_length_sorted_chunks_cover_the_pool_once_with_least_padding():
 
 
 def test_the_breakdown_keeps_one_module_per_contender(tiny_bert, bundled_tokenizer, tmp_path, monkeypatch):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     built = {}
 
@@ -155,7 +155,7 @@ def test_training_steps_pool_one_process_per_build_order_on_distinct_batches(mon
 def test_a_training_child_builds_in_its_order_and_times_every_step(
     tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
 ):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     built = []
 
@@ -180,7 +180,7 @@ def test_a_training_child_builds_in_its_order_and_times_every_step(
 def test_the_precision_axis_times_both_precisions_in_the_same_rounds(
     tiny_bert, bundled_tokenizer, tmp_path, monkeypatch
 ):
-    from camtl.features import load_features
+    from camtl.data.features import load_features
 
     under_autocast = []
 
@@ -225,7 +225,7 @@ def test_precision_ratios_pair_bf16_with_fp32_and_camtl_with_vanilla(monkeypatch
 @pytest.mark.parametrize("native", [True, False])
 def test_the_precision_axis_measures_fp32_alone_where_bf16_is_not_native(native, monkeypatch):
     from camtl.bench import speed_precision
-    from camtl.precision import CpuReport
+    from camtl.training.precision import CpuReport
 
     cpu = CpuReport.of({"avx512_bf16": native}, "a CPU")
     monkeypatch.setattr(speed_precision, "this_cpu", lambda: cpu)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from camtl.checkpoints import check_explicit
+from camtl.training.checkpoints import check_explicit
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "glue"

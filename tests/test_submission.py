@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from camtl.errors import UsageError
-from camtl.submission import SUBMISSION_ZIP, format_prediction, write_submission
 from camtl.tasks import TASKS
+from camtl.training.submission import SUBMISSION_ZIP, format_prediction, write_submission
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from camtl.data import read_split
+from camtl.data.sources import task_data_dir
+from camtl.data.splits import read_split
 from camtl.errors import UsageError
-from camtl.sources import task_data_dir
 from camtl.tasks import TASKS, register
 from camtl.tasks.task_file import load_task_file
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from camtl.collation import IGNORE, Masking, MultiTaskCollator, model_inputs, select_examples
-from camtl.data import read_split
-from camtl.features import TaskDataset, TaskFeatures, tokenize_examples
-from camtl.metrics import compute_metrics, summarize
+from camtl.data.collation import IGNORE, Masking, MultiTaskCollator, model_inputs, select_examples
+from camtl.data.features import TaskDataset, TaskFeatures, tokenize_examples
+from camtl.data.splits import read_split
 from camtl.model import CaMtlConfig, CaMtlModel
 from camtl.model.heads import reduce_loss
 from camtl.tasks import TASKS
+from camtl.training.metrics import compute_metrics, summarize
 
 # Splits and sizes as ../shared/data/README.md gives them.
 SHARED_SIZES = {
@@ -58,7 +58,7 @@ def features_of(task: str, examples, tokenizer, max_seq_length: int = 32) -> Tas
 
 def examples_of(task: str):
     """A few hand-written examples of each type."""
-    from camtl.examples import Examples
+    from camtl.data.examples import Examples
 
     rows = {
         "cola": dict(text_a=["the cat sat", "sat cat the on"], text_b=None, labels=[1.0, 0.0]),

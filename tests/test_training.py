@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl.arguments import CaMtlTrainingArguments
-from camtl.collation import MultiTaskCollator, sequence_lengths
-from camtl.features import TaskDataset, load_features
+from camtl.data.collation import MultiTaskCollator, sequence_lengths
+from camtl.data.features import TaskDataset, load_features
 from camtl.model import load_model, load_tokenizer
-from camtl.sampling import build_sampler
-from camtl.training import CaMtlTrainer, TaskUsage
+from camtl.training.arguments import CaMtlTrainingArguments
+from camtl.training.counters import TaskUsage
+from camtl.training.sampling import build_sampler
+from camtl.training.trainer import CaMtlTrainer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 TASKS = ["cola", "mrpc", "sts-b", "mnli"]

@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camtl.allocator import retain_freed_memory
 from camtl.bench import contention, device, diagnosis, peer, precision_bench, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
+from camtl.training.allocator import retain_freed_memory
 
 # name -> (help, add_arguments, run(args, command))
 PROGRAMS = {

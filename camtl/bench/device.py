@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 from transformers import BertConfig
 
-from camtl.collation import MultiTaskCollator
+from camtl.data.collation import MultiTaskCollator
 from camtl.model import CaMtlConfig, CaMtlModel
-from camtl.precision import autocast
-from camtl.sampling import build_sampler
 from camtl.tasks import TRAINABLE_TASKS
-from camtl.training import CaMtlTrainer, TaskUsage
+from camtl.training.counters import TaskUsage
+from camtl.training.precision import autocast
+from camtl.training.sampling import build_sampler
+from camtl.training.trainer import CaMtlTrainer
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by a substring of the device name.
 BF16_PEAK = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "L4": 121e12}
@@ -73,7 +74,7 @@ def random_batch(shape: Shape, device: torch.device, rows: int | None = None, se
 
 
 def trainer_for(model: CaMtlModel, precision: str, sampler=None) -> CaMtlTrainer:
-    from camtl.arguments import CaMtlTrainingArguments
+    from camtl.training.arguments import CaMtlTrainingArguments
 
     args = CaMtlTrainingArguments(
         output_dir="/tmp/camtl-device-check", report_to="none", precision=precision,

@@ -29,7 +29,7 @@ from camtl.bench.common import (
     read_json,
     write_json,
 )
-from camtl.precision import cpu_name, this_cpu
+from camtl.training.precision import cpu_name, this_cpu
 
 JOB = {"task": "sst-2", "steps": 200, "batch_size": 32, "learning_rate": 5e-5, "seed": 12, "threads": 2,
        "max_train": None, "max_eval": None}  # fmt: skip

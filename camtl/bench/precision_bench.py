@@ -2,7 +2,7 @@
 
 Measured in one run and written to ``results/precision.md`` (and ``.json``):
 
-- what the CPU reports: its model name and native-bf16 flags (``camtl.precision``);
+- what the CPU reports: its model name and native-bf16 flags (``camtl.training.precision``);
 - the physical limit: fp32 and bf16 GEMM rates (square matmuls) at 1 and 2 threads;
 - bf16 without its instructions: the same GEMMs in a child process whose oneDNN is held below them
   (``ONEDNN_MAX_CPU_ISA=AVX512_CORE``), i.e. what a CPU without native bf16 runs (x86 with AVX-512 only);
@@ -33,7 +33,7 @@ from camtl.bench.speed_setup import (
     non_embedding_parameters,
     training_step,
 )
-from camtl.precision import BF16_MIN_SPEEDUP, DTYPES, choose_precision, gemm_rate, this_cpu
+from camtl.training.precision import BF16_MIN_SPEEDUP, DTYPES, choose_precision, gemm_rate, this_cpu
 
 # oneDNN's ISA cap without the AVX512_BF16 / AMX instructions, for the emulated-bf16 child.
 EMULATED_ISA = "AVX512_CORE"

@@ -33,11 +33,11 @@ from camtl.bench.common import (
     write_json,
     x100,
 )
-from camtl.data import read_split
+from camtl.data.splits import read_split
 from camtl.errors import UsageError
-from camtl.metrics import compute_metrics
 from camtl.model.presets import bundled_encoder_path
 from camtl.tasks import TASKS, TRAINABLE_TASKS, resolve_tasks
+from camtl.training.metrics import compute_metrics
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-2, 5))

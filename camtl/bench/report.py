@@ -25,7 +25,7 @@ from camtl.bench.common import (
     write_json,
     x100,
 )
-from camtl.data import read_split
+from camtl.data.splits import read_split
 from camtl.tasks import TASKS, evaluation_tasks
 
 BOOTSTRAP = 2000

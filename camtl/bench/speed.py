@@ -59,17 +59,17 @@ from camtl.bench.speed_setup import (  # noqa: F401 (re-exported: camtl.bench.sp
     training_step,
 )
 from camtl.bench.speed_training import measure_training_steps
-from camtl.collation import MultiTaskCollator
-from camtl.data import SPLITS, split_path
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import TaskFeatures, load_features
+from camtl.data.splits import SPLITS, split_path
 from camtl.errors import UsageError
-from camtl.evaluation import evaluate_tasks
-from camtl.features import TaskFeatures, load_features
 from camtl.model import load_tokenizer
 from camtl.model.presets import bundled_encoder_path
-from camtl.precision import autocast, cpu_name
-from camtl.sampling import build_sampler
 from camtl.tasks import TASKS, TRAINABLE_TASKS, evaluation_tasks
-from camtl.training import CaMtlTrainer
+from camtl.training.evaluation import evaluate_tasks
+from camtl.training.precision import autocast, cpu_name
+from camtl.training.sampling import build_sampler
+from camtl.training.trainer import CaMtlTrainer
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,8 @@ def measure_mt_uncertainty(
 
 
 def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int, precision: str = "fp32") -> dict:
-    """Examples per second of camtl.evaluation over every dev set, CA-MTL and vanilla (small shape)."""
+    """Examples per second of camtl.training.evaluation over every dev set, CA-MTL and vanilla (small
+    shape), at ``precision``."""
     collator = MultiTaskCollator(pad_token_id)
     examples = sum(len(f) for f in dev_sets.values())
     result = {"examples": examples, "tasks": len(dev_sets)}

@@ -21,8 +21,8 @@ from camtl.bench.speed_setup import (
     model_inputs,
     training_step,
 )
-from camtl.collation import MultiTaskCollator
-from camtl.features import TaskFeatures
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import TaskFeatures
 from camtl.model.configuration import CONDITIONAL_MODULES
 
 

@@ -17,7 +17,7 @@ import torch
 from camtl.bench.precision_bench import gemm_table
 from camtl.bench.speed_setup import BATCH_SIZE, CONTENDERS, THREADS, build_model, non_embedding_parameters
 from camtl.bench.speed_training import step_name
-from camtl.precision import this_cpu
+from camtl.training.precision import this_cpu
 
 GEMM_SIZE = 2048
 GEMM_THREADS = (1, 2)

@@ -11,14 +11,14 @@ import torch
 from torch.utils.data import ConcatDataset
 from transformers import BertConfig
 
-from camtl.allocator import retain_freed_memory
-from camtl.collation import MultiTaskCollator
-from camtl.features import TaskDataset, TaskFeatures
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import TaskDataset, TaskFeatures
 from camtl.model import CaMtlConfig, CaMtlModel, load_model
 from camtl.model.presets import bundled_encoder_path
-from camtl.precision import autocast
-from camtl.sampling import build_sampler
 from camtl.tasks import TRAINABLE_TASKS
+from camtl.training.allocator import retain_freed_memory
+from camtl.training.precision import autocast
+from camtl.training.sampling import build_sampler
 
 THREADS = 2
 BATCH_SIZE = 32

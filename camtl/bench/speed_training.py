@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-from camtl.allocator import retain_freed_memory
 from camtl.bench.speed_report import WARMUP_ROUNDS, alternate, compare, paired_ratio, summarize_times
 from camtl.bench.speed_setup import (
     BATCH_SIZE,
@@ -36,11 +35,12 @@ from camtl.bench.speed_setup import (
     model_inputs,
     training_step,
 )
-from camtl.collation import MultiTaskCollator
-from camtl.features import TaskFeatures, load_features
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import TaskFeatures, load_features
 from camtl.model import load_tokenizer
 from camtl.model.presets import bundled_encoder_path
 from camtl.tasks import TRAINABLE_TASKS
+from camtl.training.allocator import retain_freed_memory
 
 BUILD_ORDERS = (tuple(CONTENDERS), tuple(reversed(CONTENDERS)))
 

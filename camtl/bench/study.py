@@ -7,8 +7,9 @@ examples with the same learning rate, schedule, sampling, precision and sequence
 model trains on as many examples of its task as the multitask sampler draws of it in ``max_steps``. Each
 run is one ``run.py`` subprocess that trains and saves the model (the core contenders also evaluate at
 ``CURVE_POINTS`` of training, for the learning curve); this program then predicts the first
-``max_eval_samples`` rows of every dev set with ``camtl.evaluation.predict_features`` (what run.py's own
-evaluation calls), scores them with ``camtl.metrics``, and keeps the predictions for paired bootstraps.
+``max_eval_samples`` rows of every dev set with ``camtl.training.evaluation.predict_features``
+(what run.py's own evaluation calls), scores them with ``camtl.training.metrics``, and keeps the
+predictions for paired bootstraps.
 
 The queue runs seed 1 of every core contender first, then seed 2, then seed 3, then the ablations, so that
 a useful table exists early. One record per run, ``<output>/runs/<contender>-seed<S>.json`` (and
@@ -34,8 +35,8 @@ from camtl.bench.study_plan import CONTENDERS, FULL, QUICK, QUICK_TASKS, Setting
 from camtl.bench.study_runs import run_multitask, run_single_task, save_record
 from camtl.errors import UsageError
 from camtl.model import encoder_layer_count
-from camtl.precision import choose_precision, cpu_name
 from camtl.tasks import resolve_tasks
+from camtl.training.precision import choose_precision, cpu_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default=None,
-        help="default: the study's recorded precision, or auto (camtl.precision) for a new study",
+        help="default: the study's recorded precision, or auto (camtl.training.precision) for a new study",
     )
     for name, value in FULL.items():
         parser.add_argument(f"--{name}", type=type(value), default=None, help=f"default {value}")

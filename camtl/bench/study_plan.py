@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camtl.bench.common import GLUE_AVERAGE_TASKS
-from camtl.data import read_split
-from camtl.sampling import TemperatureSampler
+from camtl.data.splits import read_split
+from camtl.training.sampling import TemperatureSampler
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from camtl.bench.common import (
     write_json,
 )
 from camtl.bench.study_plan import Contender, Settings, run_flags, single_task_steps
-from camtl.collation import MultiTaskCollator
+from camtl.data.collation import MultiTaskCollator
+from camtl.data.features import load_features
 from camtl.errors import UsageError
-from camtl.evaluation import predict_features
-from camtl.features import load_features
-from camtl.metrics import compute_metrics, summarize
 from camtl.model import load_model, load_tokenizer
-from camtl.precision import autocast, cpu_name
 from camtl.tasks import evaluation_tasks
+from camtl.training.evaluation import predict_features
+from camtl.training.metrics import compute_metrics, summarize
+from camtl.training.precision import autocast, cpu_name
 
 
 def evaluate_saved(output_dir: Path, settings: Settings, cache_dir: Path) -> tuple[dict, dict]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from camtl.collation import MultiTaskCollator, model_inputs
-from camtl.features import TaskDataset, TaskFeatures, load_features
-from camtl.metrics import compute_metrics
+from camtl.data.collation import MultiTaskCollator, model_inputs
+from camtl.data.features import TaskDataset, TaskFeatures, load_features
 from camtl.model import CaMtlModel, load_model, load_tokenizer
+from camtl.training.metrics import compute_metrics
 
 LOSS_SAMPLE = 256  # training rows per task whose loss is traced
 BATCH = 64

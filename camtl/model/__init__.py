@@ -1,14 +1,19 @@
 """The CA-MTL model on stock Hugging Face backbones.
 
+modules.py        the conditional modules: one class per equation of the paper, shapes in the docstrings
 configuration.py  CaMtlConfig and the layouts' layer roles
 families.py       the supported backbone families: where their modules live
-conditioning.py   puts the conditional modules (camtl.modules) into a stock backbone
+conditioning.py   puts the conditional modules (modules.py) into a stock backbone
 heads.py          pooling, task heads, losses, entropies
 modeling.py       CaMtlModel: the forward pass
 presets.py        the named models (CA-MTL-base/-large/-mini) and hub access
 loading.py        load_model / load_tokenizer from a name, a backbone or a checkpoint
 freezing.py       --freeze_encoder_layers and the per-layer map
 report.py         the parameter report (``python -m camtl.model summary``)
+__main__.py       ``python -m camtl.model summary``
+
+Imports: camtl.errors and camtl.tasks only; never camtl.data, camtl.training, camtl.bench or camtl.api
+(tests/test_layout.py).
 """
 
 from camtl.model.configuration import CaMtlConfig, LayerRole, layer_roles

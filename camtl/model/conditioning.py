@@ -26,7 +26,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from camtl.model.configuration import CaMtlConfig
 from camtl.model.families import Family, family_of
-from camtl.modules import (
+from camtl.model.modules import (
     ConditionalAdapter,
     ConditionalAlignment,
     ConditionalAttentionBias,

@@ -7,7 +7,7 @@ import re
 
 from camtl.errors import UsageError
 from camtl.model.modeling import CaMtlModel
-from camtl.modules import conditional_parameter_names
+from camtl.model.modules import conditional_parameter_names
 
 logger = logging.getLogger(__name__)
 

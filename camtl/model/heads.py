@@ -247,7 +247,7 @@ class TaskHeads(nn.Module):
     ) -> torch.Tensor:
         """Normalised predictive entropy (B,) in [0, 1], fp32, no gradient: H / (log C + 1e-5), C the
         example's classes or choices; the mean over labelled tokens (log K) or masked positions (log V); 0 for
-        regression (MT-Uncertainty scores those by its own rule, ``camtl.sampling``)."""
+        regression (MT-Uncertainty scores those by its own rule, ``camtl.training.sampling``)."""
         task_ids = batch.task_ids
         logits = outputs.logits.detach()
         count = torch.isfinite(logits).sum(-1)  # classes of the task, or choices of the example

@@ -22,8 +22,8 @@ from camtl.errors import UsageError
 from camtl.model.configuration import CHECKPOINT_FORMAT, CaMtlConfig
 from camtl.model.families import family_of
 from camtl.model.modeling import CaMtlModel
+from camtl.model.modules import conditional_parameter_names
 from camtl.model.presets import check_hub_id, declared_pooling, from_hub, resolve
-from camtl.modules import conditional_parameter_names
 from camtl.tasks import resolve_tasks
 
 logger = logging.getLogger(__name__)

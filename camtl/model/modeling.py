@@ -18,7 +18,7 @@ from camtl.model.conditioning import condition_backbone, norm_eps
 from camtl.model.configuration import CaMtlConfig
 from camtl.model.families import family_of
 from camtl.model.heads import HeadInputs, TaskHeads, pool, reduce_loss
-from camtl.modules import (
+from camtl.model.modules import (
     ConditionalAttentionBias,
     ConditionalModule,
     ConditionalStream,

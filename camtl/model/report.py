@@ -7,7 +7,7 @@ from transformers import AutoModel
 
 from camtl.model.freezing import format_layer_map, layer_map
 from camtl.model.modeling import CaMtlModel
-from camtl.modules import conditional_parameter_names
+from camtl.model.modules import conditional_parameter_names
 
 
 def _backbone_parameter_count(model: CaMtlModel) -> int:

@@ -1,5 +1,10 @@
 """Tasks: their definitions (spec.py), the GLUE rows (glue.py), the other built-ins (builtin.py), the
-table and its lookups (registry.py) and task files (task_file.py)."""
+table and its lookups (registry.py), task files (task_file.py; ``python -m camtl.tasks.task_file``) and a
+run's task plan (plan.py).
+
+Imports: camtl.errors only; never camtl.data, camtl.model, camtl.training, camtl.bench or camtl.api
+(tests/test_layout.py).
+"""
 
 from camtl.tasks.glue import TRAINABLE_TASKS
 from camtl.tasks.registry import (

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from camtl.data.examples import Examples
 from camtl.errors import UsageError
-from camtl.examples import Examples
 from camtl.tasks import Task
 from camtl.tasks.spec import SplitFormat
 

@@ -17,9 +17,9 @@ from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
-from camtl.flag_checks import check_training_numbers
-from camtl.precision import PRECISIONS, choose_precision
-from camtl.sampling import SAMPLERS
+from camtl.training.flag_checks import check_training_numbers
+from camtl.training.precision import PRECISIONS, choose_precision
+from camtl.training.sampling import SAMPLERS
 
 logger = logging.getLogger(__name__)
 

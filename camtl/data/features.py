@@ -1,7 +1,7 @@
 """Tokenized task splits (TaskFeatures), their on-disk cache, and the dataset of one task's examples.
 
 Sequences are stored unpadded (one flat token array + offsets per split); batches are padded when they
-are made (``camtl.collation``). The cache is keyed by everything that changes the tokens and is written
+are made (``camtl.data.collation``). The cache is keyed by everything that changes the tokens and is written
 atomically under a file lock, so concurrent ranks build each file once.
 """
 
@@ -20,9 +20,9 @@ import torch
 from filelock import FileLock
 from torch.utils.data import Dataset
 
-from camtl import tokenization
-from camtl.data import read_split, require_split
-from camtl.examples import Examples
+from camtl.data import tokenization
+from camtl.data.examples import Examples
+from camtl.data.splits import read_split, require_split
 from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class TaskFeatures:
 
 
 def tokenize_examples(examples: Examples, tokenizer, max_seq_length: int) -> TaskFeatures:
-    """Tokenized features of ``examples`` (``camtl.tokenization`` does it per task type)."""
+    """Tokenized features of ``examples`` (``camtl.data.tokenization`` does it per task type)."""
     return TaskFeatures(**tokenization.tokenize_examples(examples, tokenizer, max_seq_length))
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from camtl.data import split_path
+from camtl.data.sources import task_data_dir
+from camtl.data.splits import split_path
 from camtl.errors import UsageError
-from camtl.sources import task_data_dir
 from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@
 - multiple choice: one sequence per choice, (context, choice);
 - token classification: the example's words, tagged on their first sub-token (later sub-tokens -100);
 - masked LM: the texts' tokens concatenated and cut into blocks of max_seq_length (special tokens added),
-  one example per block; which tokens are masked is drawn when batches are made (``camtl.collation``).
+  one example per block; which tokens are masked is drawn when batches are made (``camtl.data.collation``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from camtl.examples import Examples
+from camtl.data.examples import Examples
 from camtl.tasks import TASKS
 
 TOKENIZE_CHUNK = 4096

@@ -166,3 +166,10 @@ def autocast(precision: str, device_type: str) -> contextlib.AbstractContextMana
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=DTYPES[precision])
+
+
+def mixed_precision(args, device: torch.device) -> contextlib.AbstractContextManager:
+    """The training step's autocast for forwards outside it (MT-U scoring, evaluation, prediction): the
+    Trainer's own context manager is a no-op there in transformers 5. ``--precision`` has set ``bf16`` or
+    ``fp16`` (camtl.training.arguments), so plain TrainingArguments work too."""
+    return autocast("bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", device.type)

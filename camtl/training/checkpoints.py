@@ -19,8 +19,8 @@ import zipfile
 from pathlib import Path
 
 from camtl.errors import CheckpointSaveFailed, UsageError
-from camtl.filesystem import disk_problem
-from camtl.run_settings import SETTINGS_FILE
+from camtl.training.filesystem import disk_problem
+from camtl.training.run_settings import SETTINGS_FILE
 
 logger = logging.getLogger(__name__)
 

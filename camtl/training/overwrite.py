@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from camtl.checkpoints import (
+from camtl.tasks import TASKS
+from camtl.training.checkpoints import (
     last_good,
     new_run_id,
     read_marker,
@@ -26,7 +27,6 @@ from camtl.checkpoints import (
     run_id_of,
     write_run_file,
 )
-from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 

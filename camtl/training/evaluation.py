@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-from camtl.collation import MultiTaskCollator, model_inputs
-from camtl.features import TaskDataset, TaskFeatures
-from camtl.metrics import compute_metrics, summarize
+from camtl.data.collation import MultiTaskCollator, model_inputs
+from camtl.data.features import TaskDataset, TaskFeatures
 from camtl.tasks import TASKS
+from camtl.training.metrics import compute_metrics, summarize
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 

@@ -1,4 +1,4 @@
-"""Reading GLUE files into examples, and the ``python -m camtl.data check`` command.
+"""Reading GLUE files into examples, and the check behind ``python -m camtl.data check`` (__main__.py).
 
 The official files are tab-separated with quoting disabled: several contain stray ``"``
 characters that a CSV reader would treat as quotes. Files may start with a BOM, use CRLF, or
@@ -7,17 +7,14 @@ lack a final newline; ID cells may be empty (IDs are kept as strings, never pars
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 from collections import Counter
 from pathlib import Path
 
-from camtl.errors import UsageError, exits_cleanly_on_usage_error
-from camtl.examples import Examples
-from camtl.readers import read_examples
-from camtl.tasks import TASKS, Task, canonical_task_name
+from camtl.data.examples import Examples
+from camtl.data.readers import read_examples
+from camtl.errors import UsageError
+from camtl.tasks import TASKS, Task
 
 logger = logging.getLogger(__name__)
 
@@ -224,29 +221,3 @@ def format_check_report(report: dict) -> str:
             lines.append(f"{title}:")
             lines.extend(f"  {item}" for item in report[key])
     return "\n".join(lines)
-
-
-@exits_cleanly_on_usage_error
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m camtl.data", description="GLUE data tools")
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate a GLUE folder and count its examples")
-    check.add_argument("--data_dir", required=True)
-    check.add_argument(
-        "--tasks", nargs="+", default=None, help="default: every task whose folder is in --data_dir"
-    )
-    check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    args = parser.parse_args(argv)
-
-    present = [name for name, task in TASKS.items() if (Path(args.data_dir) / task.folder).is_dir()]
-    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else present
-    report = check_data_dir(args.data_dir, tasks)
-    if args.json:
-        print(json.dumps({k: report[k] for k in ("tasks", "problems", "missing", "warnings", "labels")}))
-    else:
-        print(format_check_report(report))
-    return 2 if report["problems"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from camtl.checkpoints import last_good, run_id_of
 from camtl.errors import EXIT_SIGINT, EXIT_SIGTERM, Stopped
+from camtl.training.checkpoints import last_good, run_id_of
 
 logger = logging.getLogger(__name__)
 
