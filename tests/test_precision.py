@@ -120,3 +120,25 @@ def test_the_precision_benchmark_measures_gemms_steps_and_the_auto_choice(tmp_pa
     assert measured["emulated_gemm"]["measured"] == bool(torch.cpu.get_capabilities().get("avx512_f"))
     report = output.read_text()
     assert "| 1 | 256 |" in report and "python -m camtl.bench precision --quick" in report
+
+
+def test_the_bf16_measurement_is_made_once_per_machine_and_kept(tmp_path, monkeypatch):
+    from camtl.training import precision
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    measured = []
+    monkeypatch.setattr(precision, "measure_bf16_speedup", lambda: measured.append(1) or 2.0)
+    first = choose_precision("auto", "cpu", cpu=AMD_EPYC)
+    again = choose_precision("auto", "cpu", cpu=AMD_EPYC)
+    assert first.precision == again.precision == "bf16" and len(measured) == 1
+    kept = json.loads(precision.speedup_cache_file().read_text())
+    assert list(kept.values()) == [2.0] and "AMD EPYC" in next(iter(kept))
+    precision.speedup_cache_file().write_text("{not json")  # unreadable: measured again and rewritten
+    assert choose_precision("auto", "cpu", cpu=AMD_EPYC).precision == "bf16" and len(measured) == 2
+    assert json.loads(precision.speedup_cache_file().read_text())
+
+
+def test_the_speedup_measurement_is_a_ratio_of_gemm_rates():
+    from camtl.training.precision import measure_bf16_speedup
+
+    assert 0.01 < measure_bf16_speedup(size=64, repeats=2) < 100

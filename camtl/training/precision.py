@@ -3,9 +3,10 @@
 bf16 autocast only pays where the processor multiplies bf16 natively: on x86 the AVX512_BF16 or AMX_BF16
 instructions, on Arm BF16 or SVE-BF16. Elsewhere oneDNN converts to fp32 and back around every product,
 and a bf16 step is slower than fp32. Having the instructions is not enough either: with AVX512_BF16 and
-no AMX (an Intel Xeon seen here) a bf16 GEMM ran slower than fp32, while an AMD EPYC with the same flag
-ran it over twice as fast (results/precision.md). So ``auto`` asks the CPU's flags first and then a short
-GEMM at the run's thread count, and picks bf16 only where it is native *and* measured faster.
+no AMX (the Intel Xeon of results/precision.md) a bf16 GEMM ran slower than fp32, while on an AMD EPYC
+with the same flag it was reported over twice as fast (issue 25). So ``auto`` asks the CPU's flags first and then a short
+GEMM at the run's thread count, and picks bf16 only where it is native *and* measured faster. The
+measurement is made once per machine and kept (``speedup_cache_file()``), so every run there chooses alike.
 
 Heads, losses and entropies stay in fp32 under every precision (``camtl.model.heads``).
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Mapping
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from camtl.data.features import default_cache_dir
 from camtl.errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -83,10 +87,51 @@ def gemm_rate(dtype: torch.dtype, size: int = PROBE_SIZE, seconds: float = 0.05)
     return 2 * size**3 / sorted(times)[len(times) // 2]
 
 
-@functools.cache
-def _bf16_speedup(threads: int) -> float:
-    """bf16 / fp32 GEMM rate at ``threads`` threads (measured once per process and thread count)."""
-    return gemm_rate(torch.bfloat16) / gemm_rate(torch.float32)
+def measure_bf16_speedup(size: int = PROBE_SIZE, repeats: int = 12) -> float:
+    """bf16 / fp32 GEMM rate at the current thread count: the fastest of interleaved repeats of each, so
+    that another process slowing some repeats (a shared machine) slows both precisions' alike, and rarely
+    all of them."""
+    matrices = {dtype: torch.randn(size, size, dtype=dtype) for dtype in (torch.float32, torch.bfloat16)}
+    fastest = {}
+    for dtype, matrix in matrices.items():
+        matrix @ matrix  # warm-up: oneDNN builds its kernel on the first call
+        fastest[dtype] = float("inf")
+    for _ in range(repeats):
+        for dtype, matrix in matrices.items():
+            start = time.perf_counter()
+            matrix @ matrix
+            fastest[dtype] = min(fastest[dtype], time.perf_counter() - start)
+    return fastest[torch.float32] / fastest[torch.bfloat16]
+
+
+def speedup_cache_file() -> Path:
+    return default_cache_dir().parent / "precision.json"
+
+
+def _bf16_speedup(cpu: CpuReport) -> float:
+    """The bf16 / fp32 GEMM rate of this CPU at the current thread count, measured once per machine (CPU,
+    flags, torch, threads) and kept in ``speedup_cache_file()``: every run on a machine makes the same
+    choice. Delete the file to measure again."""
+    threads = torch.get_num_threads()
+    key = f"{cpu.name} | {' '.join(cpu.bf16_flags)} | torch {torch.__version__} | {threads} threads"
+    path = speedup_cache_file()
+    try:
+        cached = json.loads(path.read_text())
+        if not isinstance(cached, dict):
+            cached = {}
+    except (OSError, ValueError):
+        cached = {}  # none yet, or unreadable: measure and write it anew
+    if isinstance(cached.get(key), (int, float)):
+        return float(cached[key])
+    cached[key] = measure_bf16_speedup()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(cached, indent=2))
+        os.replace(temp, path)
+    except OSError:
+        logger.warning("could not keep the bf16 measurement in %s: it is made again next run", path)
+    return cached[key]
 
 
 @dataclass(frozen=True)
@@ -139,7 +184,7 @@ def choose_precision(
             f" {', '.join(NATIVE_BF16_FLAGS[:2])} in what PyTorch reports), so bf16 would be emulated and"
             " slower than fp32 (results/precision.md): use --precision fp32 or auto"
         )
-    speedup = _bf16_speedup(torch.get_num_threads()) if speedup is None else speedup
+    speedup = _bf16_speedup(cpu) if speedup is None else speedup
     faster = speedup >= BF16_MIN_SPEEDUP
     threads = torch.get_num_threads()
     measured = f"bf16 GEMM {speedup:.2f}x fp32 at {threads} thread{'s' * (threads > 1)}"
