@@ -267,6 +267,7 @@ def write_results(
 
 def build_model(model_args, data_args, tasks: list[str]):
     """The model (frozen as asked), its tokenizer and its parameter report."""
+    tokenizer = load_tokenizer(model_args.model_name_or_path)  # first: its checks are cheap, the weights not
     model = load_model(
         model_args.model_name_or_path,
         tasks,
@@ -274,7 +275,6 @@ def build_model(model_args, data_args, tasks: list[str]):
         max_seq_length=data_args.max_seq_length,
         **model_args.model_options(),
     )
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
     if model_args.freeze_encoder_layers:
         freeze_encoder_layers(model, model_args.freeze_encoder_layers)
     return model, tokenizer, parameter_report(model)

@@ -261,22 +261,54 @@ def load_model(
     return model
 
 
+# Files that hold a tokenizer's vocabulary; without one transformers 5 builds a tokenizer of its special
+# tokens alone, which turns every word into [UNK] without an error.
+_VOCABULARY_FILES = (
+    "tokenizer.json", "vocab.txt", "vocab.json", "spm.model", "tokenizer.model", "sentencepiece.bpe.model",
+)  # fmt: skip
+
+
 def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
-    """The fast tokenizer of a model name, a backbone, or a camtl checkpoint (saved inside it)."""
+    """The fast tokenizer of a model name, a backbone, or a camtl checkpoint (saved inside it); a local
+    directory's is checked to exist and to fit the model's embeddings."""
     location, _ = resolve(model_name_or_path)
     path = Path(location).expanduser()
     if path.is_dir():
+        if not any((path / name).is_file() for name in _VOCABULARY_FILES):
+            raise UsageError(
+                f"'{path}' has no tokenizer files (every word would become [UNK]): save the tokenizer"
+                f" beside the model with tokenizer.save_pretrained('{path}')"
+            )
         try:
-            return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0]
             raise UsageError(
                 f"no usable tokenizer in '{path}' ({reason}): save the tokenizer into it"
             ) from None
+        _check_vocabulary(path, tokenizer)
+        return tokenizer
     check_hub_id(location)
     return from_hub(
         lambda **kwargs: AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs), location
     )
+
+
+def _check_vocabulary(path: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The tokenizer's ids index the model's embeddings: none past them (an index error mid-run), and not
+    fewer than half of them (another model's tokenizer, or a vocabulary file cut short). Models pad their
+    embeddings past the vocabulary (ModernBERT, DeBERTa-v3), so a smaller tokenizer is normal."""
+    config = _read_config(path)
+    vocab_size = (config.get("backbone") or {}).get("vocab_size") or config.get("vocab_size")
+    if not isinstance(vocab_size, int):  # nested configs (text_config ...): the family check answers
+        return
+    tokens = len(tokenizer)
+    if tokens > vocab_size or 2 * tokens < vocab_size:
+        problem = "above" if tokens > vocab_size else "far below"
+        raise UsageError(
+            f"the tokenizer in '{path}' has {tokens} tokens, {problem} the model's vocab_size {vocab_size}:"
+            f" it is not this model's: save the model's own with tokenizer.save_pretrained('{path}')"
+        )
 
 
 def encoder_layer_count(model_name_or_path: str) -> int | None:
