@@ -152,7 +152,7 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
         parse_layer_range(
             model_args.freeze_encoder_layers, encoder_layer_count(model_args.model_name_or_path)
         )
-    for data_dir in map(Path, data_args.data_dir):
+    for data_dir in map(Path, data_args.data_dir or ()):
         if not data_dir.is_dir():
             problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
             raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     hf_logging.set_verbosity_warning()
 
     saved = saved_model_config(model_args.model_name_or_path)
-    plan = plan_tasks(data_args.tasks, data_args.task_file, saved)
+    plan = plan_tasks(data_args.tasks, data_args.task_file, saved, training=args.do_train)
     if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
         data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)
     sampler_name = data_args.resolve_sampler()

@@ -106,12 +106,13 @@ def _task_weight(spec: str) -> tuple[str, float]:
 
 @dataclass
 class DataArguments:
-    data_dir: list[str] = field(
+    data_dir: list[str] | None = field(
+        default=None,  # a task file's tasks name their own files: a run on them alone needs no --data_dir
         metadata={
             "help": "Data folders: GLUE in the official layout (download_glue_data.py), ../shared/data, ...;"
-            " each task is read from the folder that holds it",
+            " each task is read from the folder that holds it (not needed for --task_file tasks)",
             "nargs": "+",
-        }
+        },
     )
     task_file: str | None = field(
         default=None,

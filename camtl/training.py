@@ -114,6 +114,23 @@ def mixed_precision(args, device: torch.device) -> contextlib.AbstractContextMan
     return autocast("bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", device.type)
 
 
+def _drop_special_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("The tokenizer has new PAD/BOS/EOS tokens")
+
+
+@contextlib.contextmanager
+def _without_special_token_notice():
+    """Trainer.train copies the tokenizer's PAD/BOS/EOS ids into the model's config and says so: camtl's
+    config never reads them (the backbone's own config holds its padding id), so the notice, which asks
+    nothing of the user, is dropped while train() runs; every other transformers message stays."""
+    trainer_logger = logging.getLogger("transformers.trainer_utils")
+    trainer_logger.addFilter(_drop_special_token_notice)
+    try:
+        yield
+    finally:
+        trainer_logger.removeFilter(_drop_special_token_notice)
+
+
 class DivergenceWatch:
     """Notes on the device the first training step whose loss is not finite, and the tasks of its batch.
 
@@ -393,7 +410,8 @@ class CaMtlTrainer(Trainer):
         state_file = Path(resume) / TRAINER_STATE_NAME if resume else None
         state = TrainerState.load_from_json(str(state_file)) if state_file else None
         if state is None or state.global_step < state.max_steps:
-            self.train(resume_from_checkpoint=resume)
+            with _without_special_token_notice():
+                self.train(resume_from_checkpoint=resume)
             return
         self._load_from_checkpoint(resume)
         self.state = state

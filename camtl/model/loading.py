@@ -162,7 +162,7 @@ def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_le
     if tasks is not None and set(tasks) != set(config.tasks):
         raise UsageError(
             f"the checkpoint '{path}' was trained on tasks {' '.join(config.tasks)}, not {' '.join(tasks)}:"
-            " pass the checkpoint's tasks or start from a backbone"
+            " pass the checkpoint's tasks (to evaluate, a subset of them) or start from a backbone"
         )
     if layout is not None and layout != config.layout:
         raise UsageError(
@@ -279,14 +279,19 @@ def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
                 f"'{path}' has no tokenizer files (every word would become [UNK]): save the tokenizer"
                 f" beside the model with tokenizer.save_pretrained('{path}')"
             )
+        saved = _read_config(path) if (path / "config.json").is_file() else {}
+        # A camtl checkpoint's config is no tokenizer's: given the backbone's, AutoTokenizer does not read
+        # it as a bare PretrainedConfig ("You are using a model of type camtl to instantiate ...").
+        backbone = saved.get("backbone") if saved.get("model_type") == "camtl" else None
+        options = {"config": AutoConfig.for_model(**backbone)} if backbone else {}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True, **options)
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0]
             raise UsageError(
                 f"no usable tokenizer in '{path}' ({reason}): save the tokenizer into it"
             ) from None
-        _check_vocabulary(path, tokenizer)
+        _check_vocabulary(path, tokenizer, (backbone or saved).get("vocab_size"))
         return tokenizer
     check_hub_id(location)
     return from_hub(
@@ -294,12 +299,10 @@ def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
     )
 
 
-def _check_vocabulary(path: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+def _check_vocabulary(path: Path, tokenizer: PreTrainedTokenizerBase, vocab_size) -> None:
     """The tokenizer's ids index the model's embeddings: none past them (an index error mid-run), and not
     fewer than half of them (another model's tokenizer, or a vocabulary file cut short). Models pad their
     embeddings past the vocabulary (ModernBERT, DeBERTa-v3), so a smaller tokenizer is normal."""
-    config = _read_config(path)
-    vocab_size = (config.get("backbone") or {}).get("vocab_size") or config.get("vocab_size")
     if not isinstance(vocab_size, int):  # nested configs (text_config ...): the family check answers
         return
     tokens = len(tokenizer)
