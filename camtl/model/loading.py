@@ -181,12 +181,20 @@ def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_le
             )
 
 
-def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
-    if saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
+def _check_model_type(path: Path, saved: dict) -> None:
+    """What a directory's config.json alone rules out: a camtl checkpoint of the old format, a backbone of
+    a family camtl cannot condition. Checked before the tokenizer or any weight is read."""
+    if saved.get("model_type") != "camtl":
+        family_of(saved.get("model_type"))
+    elif saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
         raise UsageError(
             f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which this"
             " version cannot load: retrain from the backbone, or load it with camtl 0.1 (commit d72e0ee)"
         )
+
+
+def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
+    _check_model_type(path, saved)
     config = CaMtlConfig.from_pretrained(path)
     _check_checkpoint(path, config, tasks, layout, max_seq_length, options)
     for key, value in options.items():  # the non-architectural ones, e.g. loss_reduction
@@ -274,12 +282,13 @@ def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
     location, _ = resolve(model_name_or_path)
     path = Path(location).expanduser()
     if path.is_dir():
+        saved = _read_config(path)
+        _check_model_type(path, saved)  # the model's own problems first: they are the ones to fix
         if not any((path / name).is_file() for name in _VOCABULARY_FILES):
             raise UsageError(
                 f"'{path}' has no tokenizer files (every word would become [UNK]): save the tokenizer"
                 f" beside the model with tokenizer.save_pretrained('{path}')"
             )
-        saved = _read_config(path) if (path / "config.json").is_file() else {}
         # A camtl checkpoint's config is no tokenizer's: given the backbone's, AutoTokenizer does not read
         # it as a bare PretrainedConfig ("You are using a model of type camtl to instantiate ...").
         backbone = saved.get("backbone") if saved.get("model_type") == "camtl" else None
