@@ -76,9 +76,7 @@ def _word_tags(model, features, collator, batch_size, autocast) -> list[list[int
         starts = batch["word_starts"].bool().cpu()
         for row, index in enumerate(rows.tolist()):
             tags[index] = predicted[row][starts[row]].tolist()
-    counts = features.word_counts or [len(gold) for gold in features.word_tags or ()]
-    if not counts:  # features cached before word_counts were kept (none since CACHE_FORMAT_VERSION 4)
-        return tags
+    counts = features.word_counts  # kept by tokenization since CACHE_FORMAT_VERSION 4
     labels = TASKS[features.task].labels
     outside = labels.index("O") if "O" in labels else 0
     cut = sum(len(predicted) < count for predicted, count in zip(tags, counts, strict=True))

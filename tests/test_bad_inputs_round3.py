@@ -203,3 +203,32 @@ def test_a_task_weight_that_cannot_be_read_names_the_flag():
     model_args, *_ = parse_arguments([*flags("--do_train", "--task_weights", "rte=lots")])
     with pytest.raises(UsageError, match="--task_weights 'rte=lots' cannot be read"):
         model_args.model_options()
+
+
+def test_a_training_row_with_fewer_tags_than_tokens_is_skipped_and_counted(tmp_path, caplog):
+    from camtl.data import read_split
+    from camtl.tasks import TASKS
+    from camtl.tasks.registry import register
+    from camtl.tasks.task_file import load_task_file
+
+    rows = [TAGGED[0], {"tokens": ["Ann", "met"], "tags": ["B-x"]}, TAGGED[0]]
+    tagging_task(rows)(tmp_path, Sources(tmp_path, tmp_path))
+    (task,) = load_task_file(tmp_path / "tasks.yaml")
+    register(task)
+    try:
+        examples = read_split(tmp_path, "tags", "train")
+    finally:
+        del TASKS["tags"]
+    assert (len(examples), examples.skipped) == (2, 1)
+    assert all(len(words) == len(tags) for words, tags in zip(examples.text_a, examples.labels, strict=True))
+    assert "tags.jsonl: skipped 1 malformed training rows" in caplog.text
+
+
+def test_header_names_are_compared_without_case_and_a_bom(tmp_path):
+    from camtl.data import read_split
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "glue", tmp_path / "glue")
+    header_renamed("sentence1", "Sentence1")(tmp_path / "glue" / "RTE" / "dev.tsv")
+    assert len(read_split(tmp_path / "glue", "rte", "dev")) == 12
+    assert (tmp_path / "glue" / "MRPC" / "dev.tsv").read_bytes().startswith(b"\xef\xbb\xbfQuality")
+    assert len(read_split(tmp_path / "glue", "mrpc", "dev")) == 12
