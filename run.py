@@ -347,8 +347,9 @@ def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
     (output_dir / "eval_history.json").write_text(json.dumps(history, indent=2))
     print(format_results_table(last["results"]))
     if len(trainer.evaluations) > 1:
-        score = selection_score(best["results"])
-        print(f"best evaluation ({rule}): step {best['step']}, {score:.4f}")
+        score = selection_score(best["results"])  # -inf: every evaluation's average is undefined
+        shown = f"{score:.4f}" if score != float("-inf") else "undefined"
+        print(f"best evaluation ({rule}): step {best['step']}, {shown}")
 
 
 def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str]:
