@@ -153,7 +153,7 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
         parse_layer_range(
             model_args.freeze_encoder_layers, encoder_layer_count(model_args.model_name_or_path)
         )
-    for data_dir in map(Path, data_args.data_dir):
+    for data_dir in map(Path, data_args.data_dir or ()):
         if not data_dir.is_dir():
             problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
             raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     hf_logging.set_verbosity_warning()
 
     saved = saved_model_config(model_args.model_name_or_path)
-    plan = plan_tasks(data_args.tasks, data_args.task_file, saved)
+    plan = plan_tasks(data_args.tasks, data_args.task_file, saved, training=args.do_train)
     if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
         data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)
     sampler_name = data_args.resolve_sampler()
@@ -269,6 +269,7 @@ def write_results(
 
 def build_model(model_args, data_args, tasks: list[str]):
     """The model (frozen as asked), its tokenizer and its parameter report."""
+    tokenizer = load_tokenizer(model_args.model_name_or_path)  # first: its checks are cheap, the weights not
     model = load_model(
         model_args.model_name_or_path,
         tasks,
@@ -276,7 +277,6 @@ def build_model(model_args, data_args, tasks: list[str]):
         max_seq_length=data_args.max_seq_length,
         **model_args.model_options(),
     )
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
     if model_args.freeze_encoder_layers:
         freeze_encoder_layers(model, model_args.freeze_encoder_layers)
     return model, tokenizer, parameter_report(model)
@@ -349,8 +349,9 @@ def write_evaluation_report(trainer: CaMtlTrainer, output_dir: Path) -> None:
     (output_dir / "eval_history.json").write_text(json.dumps(history, indent=2))
     print(format_results_table(last["results"]))
     if len(trainer.evaluations) > 1:
-        score = selection_score(best["results"])
-        print(f"best evaluation ({rule}): step {best['step']}, {score:.4f}")
+        score = selection_score(best["results"])  # -inf: every evaluation's average is undefined
+        shown = f"{score:.4f}" if score != float("-inf") else "undefined"
+        print(f"best evaluation ({rule}): step {best['step']}, {shown}")
 
 
 def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str]:

@@ -82,18 +82,18 @@ def test_user_spellings_of_task_names_are_accepted():
     assert compute_metrics("SST-2", np.array([1, 0]), np.array([1, 1]))["accuracy"] == 0.5
 
 
-def test_constant_predictions_give_zero_correlation_not_nan():
+def test_constant_predictions_give_zero_mcc_and_an_undefined_correlation_not_nan():
     cola = compute_metrics("cola", np.ones(6, dtype=int), np.array([0, 1, 0, 1, 1, 0]))
     assert cola["mcc"] == 0.0
     assert cola["accuracy"] == 0.5
     stsb = compute_metrics("sts-b", np.full(5, 2.5), np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
-    assert stsb == {"pearson": 0.0, "spearman": 0.0, "corr": 0.0, "score": 0.0}
+    assert stsb == {"pearson": None, "spearman": None, "corr": None, "score": None}
 
 
-def test_constant_labels_give_zero_correlation_not_nan():
+def test_constant_labels_give_zero_mcc_and_an_undefined_correlation_not_nan():
     assert compute_metrics("cola", np.array([0, 1, 1, 0]), np.ones(4, dtype=int))["mcc"] == 0.0
     stsb = compute_metrics("sts-b", np.array([0.0, 1.0, 2.0]), np.full(3, 4.0))
-    assert stsb["corr"] == 0.0
+    assert stsb["corr"] is None
 
 
 def test_no_positive_prediction_gives_f1_zero():

@@ -408,8 +408,11 @@ def test_a_camtl_0_1_checkpoint_says_how_to_convert(tmp_path):
 
 
 def test_checkpoint_tokenizer_loads_from_the_checkpoint(tmp_path):
-    tiny_model("base").save_pretrained(tmp_path)
-    load_tokenizer("CA-MTL-mini").save_pretrained(tmp_path)
+    tokenizer = load_tokenizer("CA-MTL-mini")
+    backbone = tiny_bert(4)
+    backbone.vocab_size = len(tokenizer)  # its ids must index the embeddings (loading checks it)
+    CaMtlModel(CaMtlConfig(layout="base", backbone=backbone.to_dict(), tasks=TASKS)).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
     tokenizer = load_tokenizer(str(tmp_path))
     assert tokenizer.is_fast
     assert tokenizer("hello world")["input_ids"][0] == tokenizer.cls_token_id

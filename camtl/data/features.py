@@ -27,7 +27,7 @@ from camtl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT_VERSION = 3
+CACHE_FORMAT_VERSION = 4  # 4: word_counts
 
 
 def default_cache_dir() -> Path:
@@ -64,6 +64,7 @@ class TaskFeatures:
     word_starts: torch.Tensor | None = None  # int8 like input_ids: 1 on each word's first sub-token
     token_labels: torch.Tensor | None = None  # int16 like input_ids: the tag there, -100 elsewhere
     word_tags: list[list[int]] | None = None  # each example's gold tags, word by word (untruncated)
+    word_counts: list[int] | None = None  # token classification: each example's words (untruncated)
 
     def __len__(self) -> int:
         return len(self.ids)

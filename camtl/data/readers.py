@@ -199,8 +199,13 @@ def _rows(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]
 def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, needs_label: bool, number: int) -> None:
     """Append one row; every field is read before anything is appended."""
     if task.type == "token_classification":
-        tokens = list(field_value(row, fmt.text_a))
+        tokens = field_value(row, fmt.text_a)
         tags = field_value(row, fmt.label) if needs_label else None
+        if not isinstance(tokens, list) or (needs_label and not isinstance(tags, list)):
+            raise RowError(f"needs lists of tokens ({fmt.text_a!r}) and tags ({fmt.label!r})")
+        if needs_label and len(tokens) != len(tags):  # a tag past the last token would be an IndexError
+            raise RowError(f"has {len(tokens)} tokens but {len(tags)} tags: give one tag per token")
+        tokens = [_text(token) for token in tokens]
         if needs_label:
             unknown = sorted(set(tags) - set(task.labels))
             if unknown:

@@ -9,14 +9,22 @@ from camtl.errors import UsageError
 from camtl.tasks import TASKS
 
 
-def task_data_dir(task: str, data_dirs: list[str | Path]) -> Path:
-    """The data folder of ``task``: the one that holds its folder (a task file's tasks name their files).
+def task_data_dir(task: str, data_dirs: list[str | Path] | None) -> Path:
+    """The data folder of ``task``: the one that holds its folder (a task file's tasks name their files,
+    by absolute paths, so any folder does, and none is needed).
 
     With one data folder it is that folder, whatever it holds (a missing split is reported by the reader,
     naming the file); with several, no match or more than one is an error naming the folders."""
-    dirs = [Path(d) for d in data_dirs]
+    dirs = [Path(d) for d in data_dirs or ()]
     folder = TASKS[task].folder
-    if len(dirs) == 1 or not folder:
+    if not folder:
+        return dirs[0] if dirs else Path()
+    if not dirs:
+        raise UsageError(
+            f"task '{task}' is read from a data folder: pass --data_dir (the folder that holds"
+            f" {folder}/), or use --task_file tasks alone"
+        )
+    if len(dirs) == 1:
         return dirs[0]
     holding = [d for d in dirs if (d / folder).is_dir()]
     if not holding:

@@ -98,6 +98,52 @@ def _parse_label(task: Task, cell: str) -> float | None:
     return float(task.labels.index(cell)) if cell in task.labels else None
 
 
+_MNLI = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
+         "sentence1_parse", "sentence2_parse", "sentence1", "sentence2")  # fmt: skip
+_PAIR = ("index", "sentence1", "sentence2", "label")
+_STSB = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2",
+         "score")  # fmt: skip
+_MRPC = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
+# The official files' header names (download_glue_data.py), by task and split: camtl reads columns by
+# position, so a file whose columns were reordered or renamed would be read as something else.
+HEADER_NAMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cola", "test"): ("index", "sentence"),
+    ("sst-2", "train"): ("sentence", "label"),
+    ("sst-2", "dev"): ("sentence", "label"),
+    ("sst-2", "test"): ("index", "sentence"),
+    ("mrpc", "train"): _MRPC,
+    ("mrpc", "dev"): _MRPC,
+    ("mrpc", "test"): ("index", *_MRPC[1:]),
+    ("qqp", "train"): ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+    ("qqp", "dev"): ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
+    ("qqp", "test"): ("id", "question1", "question2"),
+    ("mnli", "train"): (*_MNLI, "label1", "gold_label"),
+    ("mnli", "dev"): (*_MNLI, "label1", "label2", "label3", "label4", "label5", "gold_label"),
+    ("mnli-mm", "dev"): (*_MNLI, "label1", "label2", "label3", "label4", "label5", "gold_label"),
+    ("mnli", "test"): _MNLI,
+    ("mnli-mm", "test"): _MNLI,
+    ("ax", "test"): _PAIR[:3],
+    **{("sts-b", split): _STSB for split in SPLITS},
+    **{("qnli", split): ("index", "question", "sentence", "label") for split in SPLITS},
+    **{(task, split): _PAIR for task in ("rte", "wnli") for split in SPLITS},
+}
+
+
+def _check_header_names(path: Path, header: str, task: str, fmt, split: str) -> None:
+    """Each column camtl reads has the official file's name there (compared without case)."""
+    expected = HEADER_NAMES.get((task, split), ())
+    names = header.split("\t")
+    for position in (fmt.text_a, fmt.text_b, fmt.label if split != "test" else None, fmt.index):
+        if position is None or position >= len(expected) or position >= len(names):
+            continue
+        if names[position].strip().lower() != expected[position].lower():
+            raise UsageError(
+                f"{path}:1 has {names[position]!r} in column {position + 1}, where camtl reads"
+                f" {expected[position]}: put the columns in the official order ({', '.join(expected)})"
+                " or re-download the file"
+            )
+
+
 def _check_layout(path: Path, lines: list, fmt, split: str) -> int:
     """The file's column count, once its header is readable and wide enough and a dev or test file has
     rows: problems that would otherwise surface as an IndexError or after training."""
@@ -129,6 +175,8 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
     first_row = 1 if fmt.header else 0
     needs_label = split != "test"
     num_columns = _check_layout(path, lines, fmt, split)
+    if fmt.header:
+        _check_header_names(path, lines[0], task, fmt, split)
 
     text_a, text_b, labels, ids = [], [], [], []
     skipped = 0

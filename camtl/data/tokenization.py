@@ -115,6 +115,7 @@ def _token_classification(examples: Examples, tokenizer, max_seq_length: int) ->
         word_starts=_flat(word_starts, np.int8)[0],
         token_labels=_flat(token_labels, np.int16)[0] if examples.labels is not None else None,
         word_tags=[list(tags) for tags in examples.labels] if examples.labels is not None else None,
+        word_counts=[len(words) for words in examples.text_a],  # test sets too: one tag per word out
     )
 
 

@@ -6,6 +6,7 @@ code); docs/reproduction.md ("Differences from the authors' code") lists what ea
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from transformers import AutoConfig, PretrainedConfig
@@ -107,8 +108,8 @@ class CaMtlConfig(PretrainedConfig):
                     f"--task_weights names {task}, which is not one of the tasks ({', '.join(self.tasks)}):"
                     " drop it or add the task to --tasks"
                 )
-            if not weight >= 0:
-                raise UsageError(f"--task_weights {task}={weight}: a weight must be a number >= 0")
+            if not (math.isfinite(weight) and weight >= 0):
+                raise UsageError(f"--task_weights {task}={weight}: a weight must be a finite number >= 0")
         self.task_weights = weights or None
         if self.conditional_modules is not None and not self.conditional_modules:
             raise UsageError(

@@ -162,7 +162,7 @@ def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_le
     if tasks is not None and set(tasks) != set(config.tasks):
         raise UsageError(
             f"the checkpoint '{path}' was trained on tasks {' '.join(config.tasks)}, not {' '.join(tasks)}:"
-            " pass the checkpoint's tasks or start from a backbone"
+            " pass the checkpoint's tasks (to evaluate, a subset of them) or start from a backbone"
         )
     if layout is not None and layout != config.layout:
         raise UsageError(
@@ -181,12 +181,20 @@ def _check_checkpoint(path: Path, config: CaMtlConfig, tasks, layout, max_seq_le
             )
 
 
-def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
-    if saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
+def _check_model_type(path: Path, saved: dict) -> None:
+    """What a directory's config.json alone rules out: a camtl checkpoint of the old format, a backbone of
+    a family camtl cannot condition. Checked before the tokenizer or any weight is read."""
+    if saved.get("model_type") != "camtl":
+        family_of(saved.get("model_type"))
+    elif saved.get("checkpoint_format") != CHECKPOINT_FORMAT:
         raise UsageError(
             f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which this"
             " version cannot load: retrain from the backbone, or load it with camtl 0.1 (commit d72e0ee)"
         )
+
+
+def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
+    _check_model_type(path, saved)
     config = CaMtlConfig.from_pretrained(path)
     _check_checkpoint(path, config, tasks, layout, max_seq_length, options)
     for key, value in options.items():  # the non-architectural ones, e.g. loss_reduction
@@ -261,22 +269,58 @@ def load_model(
     return model
 
 
+# Files that hold a tokenizer's vocabulary; without one transformers 5 builds a tokenizer of its special
+# tokens alone, which turns every word into [UNK] without an error.
+_VOCABULARY_FILES = (
+    "tokenizer.json", "vocab.txt", "vocab.json", "spm.model", "tokenizer.model", "sentencepiece.bpe.model",
+)  # fmt: skip
+
+
 def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
-    """The fast tokenizer of a model name, a backbone, or a camtl checkpoint (saved inside it)."""
+    """The fast tokenizer of a model name, a backbone, or a camtl checkpoint (saved inside it); a local
+    directory's is checked to exist and to fit the model's embeddings."""
     location, _ = resolve(model_name_or_path)
     path = Path(location).expanduser()
     if path.is_dir():
+        saved = _read_config(path)
+        _check_model_type(path, saved)  # the model's own problems first: they are the ones to fix
+        if not any((path / name).is_file() for name in _VOCABULARY_FILES):
+            raise UsageError(
+                f"'{path}' has no tokenizer files (every word would become [UNK]): save the tokenizer"
+                f" beside the model with tokenizer.save_pretrained('{path}')"
+            )
+        # A camtl checkpoint's config is no tokenizer's: given the backbone's, AutoTokenizer does not read
+        # it as a bare PretrainedConfig ("You are using a model of type camtl to instantiate ...").
+        backbone = saved.get("backbone") if saved.get("model_type") == "camtl" else None
+        options = {"config": AutoConfig.for_model(**backbone)} if backbone else {}
         try:
-            return AutoTokenizer.from_pretrained(str(path), use_fast=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True, **options)
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0]
             raise UsageError(
                 f"no usable tokenizer in '{path}' ({reason}): save the tokenizer into it"
             ) from None
+        _check_vocabulary(path, tokenizer, (backbone or saved).get("vocab_size"))
+        return tokenizer
     check_hub_id(location)
     return from_hub(
         lambda **kwargs: AutoTokenizer.from_pretrained(location, use_fast=True, **kwargs), location
     )
+
+
+def _check_vocabulary(path: Path, tokenizer: PreTrainedTokenizerBase, vocab_size) -> None:
+    """The tokenizer's ids index the model's embeddings: none past them (an index error mid-run), and not
+    fewer than half of them (another model's tokenizer, or a vocabulary file cut short). Models pad their
+    embeddings past the vocabulary (ModernBERT, DeBERTa-v3), so a smaller tokenizer is normal."""
+    if not isinstance(vocab_size, int):  # nested configs (text_config ...): the family check answers
+        return
+    tokens = len(tokenizer)
+    if tokens > vocab_size or 2 * tokens < vocab_size:
+        problem = "above" if tokens > vocab_size else "far below"
+        raise UsageError(
+            f"the tokenizer in '{path}' has {tokens} tokens, {problem} the model's vocab_size {vocab_size}:"
+            f" it is not this model's: save the model's own with tokenizer.save_pretrained('{path}')"
+        )
 
 
 def encoder_layer_count(model_name_or_path: str) -> int | None:

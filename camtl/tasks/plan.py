@@ -26,9 +26,13 @@ class TaskPlan:
     predicted: list[str]
 
 
-def plan_tasks(names: list[str] | None, task_file: str | None, saved: dict) -> TaskPlan:
+def plan_tasks(
+    names: list[str] | None, task_file: str | None, saved: dict, training: bool = True
+) -> TaskPlan:
     """Register the task file's and the checkpoint's tasks (``saved``: its config), then resolve ``names``
-    (default: the task file's tasks, the checkpoint's, or the nine GLUE tasks)."""
+    (default: the task file's tasks, the checkpoint's, or the nine GLUE tasks). Without training, names
+    that are a subset of the checkpoint's tasks choose what is evaluated and predicted; the model keeps
+    all of its tasks (its heads are laid out by them)."""
     declared = []
     if task_file:
         for task in load_task_file(task_file):
@@ -39,4 +43,9 @@ def plan_tasks(names: list[str] | None, task_file: str | None, saved: dict) -> T
     requested = names or declared or None
     trained = resolve_tasks(requested) if requested or not saved.get("tasks") else saved["tasks"]
     transfers = transfer_tasks(names, trained)
+    model_tasks = saved.get("tasks") or []
+    if not training and set(trained) < set(model_tasks):
+        return TaskPlan(
+            model_tasks, evaluation_tasks(trained, transfers), prediction_tasks(trained, transfers)
+        )
     return TaskPlan(trained, evaluation_tasks(trained, transfers), prediction_tasks(trained, transfers))

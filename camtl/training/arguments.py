@@ -8,6 +8,7 @@ one-line notice.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -92,21 +93,26 @@ class ModelArguments:
 def _task_weight(spec: str) -> tuple[str, float]:
     task, _, weight = spec.partition("=")
     try:
-        return task.strip(), float(weight)
+        value = float(weight)
     except ValueError:
         raise UsageError(
             f"--task_weights {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5"
         ) from None
+    # Checked here, before the model loads: an infinite weight would surface as a diverged loss mid-run.
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"--task_weights {spec!r}: a weight must be a finite number >= 0, e.g. sst-2=0.5")
+    return task.strip(), value
 
 
 @dataclass
 class DataArguments:
-    data_dir: list[str] = field(
+    data_dir: list[str] | None = field(
+        default=None,  # a task file's tasks name their own files: a run on them alone needs no --data_dir
         metadata={
             "help": "Data folders: GLUE in the official layout (download_glue_data.py), ../shared/data, ...;"
-            " each task is read from the folder that holds it",
+            " each task is read from the folder that holds it (not needed for --task_file tasks)",
             "nargs": "+",
-        }
+        },
     )
     task_file: str | None = field(
         default=None,

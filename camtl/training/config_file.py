@@ -72,6 +72,22 @@ def config_file_to_flags(path: Path, parser: argparse.ArgumentParser) -> list[st
         if value is None:
             continue
         words = _checked_values(path, key, value, action)
-        if action.nargs != 0 or value:  # a switch set to false is left out
-            flags += [f"--{key}", *words]
+        if action.nargs is None:  # one value: --key=value, so that a value such as "--x" is not a flag
+            flags.append(f"--{key}={words[0]}")
+        elif action.nargs != 0 or value:  # a switch set to false is left out
+            flags += [f"--{key}", *(_list_item(path, key, word) for word in words)]
     return flags
+
+
+def _list_item(path: Path, key: str, word: str) -> str:
+    """An item of a list flag: argparse reads one that starts with '-' (and is no number) as a flag, and no
+    spelling of the command line can pass it as a value."""
+    if word.startswith("-"):
+        try:
+            float(word)
+        except ValueError:
+            raise UsageError(
+                f"{path}: key {key!r}: the item {word!r} starts with '-', which a list flag cannot take:"
+                f" rename it (or, for a path, write ./{word})"
+            ) from None
+    return word

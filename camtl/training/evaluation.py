@@ -8,6 +8,7 @@ scitail by RTE's) reads that head, its classes mapped by name.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 import torch
@@ -18,6 +19,8 @@ from camtl.tasks import TASKS
 from camtl.training.metrics import compute_metrics, summarize
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
+
+logger = logging.getLogger(__name__)
 
 
 def _batches(model, features: TaskFeatures, collator: MultiTaskCollator, batch_size: int, autocast: Autocast):
@@ -65,19 +68,39 @@ def predict_features(
 
 
 def _word_tags(model, features, collator, batch_size, autocast) -> list[list[int]]:
-    """The predicted tag of each word (its first sub-token's); words cut off by truncation get tag 0."""
+    """The predicted tag of each word (its first sub-token's). Words that truncation cut off are given the
+    outside tag ("O", or the task's first label), so that every sentence has one tag per word."""
     tags: list[list[int]] = [[] for _ in range(len(features))]
     for rows, batch, output in _batches(model, features, collator, batch_size, autocast):
         predicted = output.token_logits.argmax(-1).cpu()  # (S, L)
         starts = batch["word_starts"].bool().cpu()
         for row, index in enumerate(rows.tolist()):
             tags[index] = predicted[row][starts[row]].tolist()
-    if features.word_tags is not None:
-        tags = [
-            predicted + [0] * (len(gold) - len(predicted))
-            for predicted, gold in zip(tags, features.word_tags, strict=True)
-        ]
-    return tags
+    counts = features.word_counts  # kept by tokenization since CACHE_FORMAT_VERSION 4
+    labels = TASKS[features.task].labels
+    outside = labels.index("O") if "O" in labels else 0
+    cut = sum(len(predicted) < count for predicted, count in zip(tags, counts, strict=True))
+    if cut:
+        _warn_once(
+            (features.task, features.split),
+            f"{features.task} {features.split}: {cut} of {len(tags)} sentences are longer than"
+            f" --max_seq_length: their words past the cut are predicted as {labels[outside]!r}"
+            " (a larger --max_seq_length tags them)",
+        )
+    return [
+        predicted + [outside] * (count - len(predicted))
+        for predicted, count in zip(tags, counts, strict=True)
+    ]
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(key: tuple[str, str], message: str) -> None:
+    """A warning per task and split, not one per evaluation of a training run."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message)
 
 
 def _masked_lm_totals(model, features, collator, batch_size, autocast) -> dict[str, float]:

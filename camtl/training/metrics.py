@@ -1,13 +1,15 @@
 """GLUE dev metrics, the GLUE average, and the results table.
 
 All scores are fractions (accuracy 0.853, MCC 0.521); the table shows them x100 as papers do.
-Undefined correlations are reported as 0 instead of NaN: a constant prediction (or constant gold
-labels) carries no information about the other side, so MCC, Pearson and Spearman are 0, which
-keeps eval_results.json valid JSON and the GLUE average finite.
+A correlation over a constant side (constant predictions or gold scores) is undefined: Pearson,
+Spearman and their mean are None (null in eval_results.json, "-" in the table), not a made-up 0, and
+the averages leave such a task out with a warning. MCC keeps sklearn's convention of 0 there: a
+constant classifier is the chance-level baseline that MCC's 0 stands for.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 
@@ -19,14 +21,16 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from camtl.errors import UsageError
 from camtl.tasks import TASKS, canonical_task_name
 
+logger = logging.getLogger(__name__)
+
 
 def _is_constant(values: np.ndarray) -> bool:
     return bool(np.all(values == values[0]))
 
 
-def _correlation(correlate: Callable, predictions: np.ndarray, labels: np.ndarray) -> float:
+def _correlation(correlate: Callable, predictions: np.ndarray, labels: np.ndarray) -> float | None:
     if _is_constant(predictions) or _is_constant(labels):
-        return 0.0
+        return None  # a zero denominator: no number would be honest
     with warnings.catch_warnings():
         # Nearly constant inputs still give a usable coefficient; the warning would only be noise in logs.
         warnings.simplefilter("ignore", stats.NearConstantInputWarning)
@@ -50,8 +54,8 @@ def _class_indices(name: str, values: np.ndarray, num_labels: int, allow_unknown
     return indices
 
 
-def compute_metrics(task: str, predictions, labels) -> dict[str, float]:
-    """The task's metrics plus ``score``, its primary metric, as plain floats.
+def compute_metrics(task: str, predictions, labels) -> dict[str, float | None]:
+    """The task's metrics plus ``score``, its primary metric, as plain floats (None: undefined).
 
     ``predictions``: class or choice indices (-1: a class the predicting head does not have, always
     wrong), regression scores, each example's tag ids word by word (token classification, ``labels`` the
@@ -72,20 +76,21 @@ def compute_metrics(task: str, predictions, labels) -> dict[str, float]:
     return ordered
 
 
-def _sequence_metrics(spec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def _sequence_metrics(spec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float | None]:
     if predictions.ndim != 1 or predictions.shape != labels.shape or predictions.size == 0:
         raise ValueError(
             f"{spec.name}: predictions and labels must be non-empty 1-D arrays of one length,"
             f" got shapes {predictions.shape} and {labels.shape}"
         )
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | None] = {}
     if spec.is_regression:
         predictions, labels = predictions.astype(np.float64), labels.astype(np.float64)
         if not (np.isfinite(predictions).all() and np.isfinite(labels).all()):
             raise ValueError(f"{spec.name}: predictions or labels contain NaN or infinity")
         metrics["pearson"] = _correlation(stats.pearsonr, predictions, labels)
         metrics["spearman"] = _correlation(stats.spearmanr, predictions, labels)
-        metrics["corr"] = (metrics["pearson"] + metrics["spearman"]) / 2
+        both = (metrics["pearson"], metrics["spearman"])
+        metrics["corr"] = None if None in both else (both[0] + both[1]) / 2
         return metrics
     predictions = _class_indices(f"{spec.name} predictions", predictions, spec.num_labels, allow_unknown=True)
     labels = _class_indices(f"{spec.name} labels", labels, spec.num_labels)
@@ -146,12 +151,20 @@ def _primary_metric(task: str, metrics: dict[str, float]) -> str:
     )
 
 
-def _format_metric(name: str, value: float) -> str:
+def _format_metric(name: str, value: float | None) -> str:
+    if value is None:
+        return f"{name} -"
     return f"{name} {value:.3f}" if name.endswith("loss") else f"{name} {100 * value:.2f}"  # losses unscaled
 
 
-def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
-    """Mean primary score over the GLUE tasks present; MNLI-m and MNLI-mm count as two, as in the papers."""
+def _undefined(results: dict[str, dict]) -> list[str]:
+    """The tasks whose score is undefined (a correlation over constant values): no average counts them."""
+    return [task for task, metrics in _task_results(results).items() if metrics["score"] is None]
+
+
+def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float | None:
+    """Mean primary score over the GLUE tasks present; MNLI-m and MNLI-mm count as two, as in the papers.
+    Tasks with an undefined score are left out; None when every one is undefined."""
     scores = [
         metrics["score"]
         for task, metrics in _task_results(results).items()
@@ -159,7 +172,8 @@ def glue_average(results: dict[str, dict], include_wnli: bool = False) -> float:
     ]
     if not scores:
         raise ValueError("no scored GLUE task in the results: nothing to average")
-    return float(np.mean(scores))
+    defined = [score for score in scores if score is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def summarize(results: dict[str, dict]) -> dict:
@@ -174,7 +188,15 @@ def summarize(results: dict[str, dict]) -> dict:
         if "wnli" in summary:
             summary["glue_average_with_wnli"] = glue_average(summary, include_wnli=True)
     if len(glue) < len(summary) - ("glue_average" in summary) - ("glue_average_with_wnli" in summary):
-        summary["average"] = float(np.mean([m["score"] for m in _task_results(summary).values()]))
+        defined = [m["score"] for m in _task_results(summary).values() if m["score"] is not None]
+        summary["average"] = float(np.mean(defined)) if defined else None
+    undefined = _undefined(summary)
+    if undefined:
+        logger.warning(
+            "%s: the score is undefined (a correlation over constant predictions or gold scores):"
+            " reported as null and left out of the averages",
+            ", ".join(undefined),
+        )
     return summary
 
 
@@ -182,8 +204,10 @@ AVERAGES = ("glue_average", "glue_average_with_wnli", "average")
 
 
 def selection_score(results: dict) -> float:
-    """The one number checkpoints are chosen by: the average over all tasks, or the GLUE average."""
-    return results["average"] if "average" in results else results["glue_average"]
+    """The one number checkpoints are chosen by: the average over all tasks, or the GLUE average; -inf
+    when it is undefined (every task's score is), so that any defined evaluation ranks above it."""
+    score = results["average"] if "average" in results else results["glue_average"]
+    return float("-inf") if score is None else score
 
 
 def format_results_table(results: dict) -> str:
@@ -194,7 +218,8 @@ def format_results_table(results: dict) -> str:
         others = "  ".join(
             _format_metric(name, value) for name, value in metrics.items() if name not in ("score", primary)
         )
-        rows.append((task, primary, f"{100 * metrics['score']:.2f}", others))
+        score = "-" if metrics["score"] is None else f"{100 * metrics['score']:.2f}"
+        rows.append((task, primary, score, others))
 
     averages = []
     glue = [task for task in _task_results(results) if _is_glue(task)]
@@ -213,5 +238,8 @@ def format_results_table(results: dict) -> str:
         f"{task:<{widths[0]}}  {metric:<{widths[1]}}  {score:>{widths[2]}}  {others}".rstrip()
         for task, metric, score, others in rows
     ]
-    lines += [f"{label:<{label_width}}  {100 * value:>{widths[2]}.2f}" for label, value in averages]
+    lines += [
+        f"{label:<{label_width}}  {'-' if value is None else f'{100 * value:.2f}':>{widths[2]}}"
+        for label, value in averages
+    ]
     return "\n".join(lines)

@@ -4,9 +4,10 @@ bf16 autocast only pays where the processor multiplies bf16 natively: on x86 the
 instructions, on Arm BF16 or SVE-BF16. Elsewhere oneDNN converts to fp32 and back around every product,
 and a bf16 step is slower than fp32. Having the instructions is not enough either: with AVX512_BF16 and
 no AMX (the Intel Xeon of results/precision.md) a bf16 GEMM ran slower than fp32, while on an AMD EPYC
-with the same flag it was reported over twice as fast (issue 25). So ``auto`` asks the CPU's flags first and then a short
-GEMM at the run's thread count, and picks bf16 only where it is native *and* measured faster. The
-measurement is made once per machine and kept (``speedup_cache_file()``), so every run there chooses alike.
+with the same flag it was reported over twice as fast (issue 25). So ``auto`` asks the CPU's flags first
+and then a short GEMM at the run's thread count, and picks bf16 only where it is native *and* measured
+faster. The measurement is made once per machine and kept (``speedup_cache_file()``), so every run there
+chooses alike.
 
 Heads, losses and entropies stay in fp32 under every precision (``camtl.model.heads``).
 """

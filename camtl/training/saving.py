@@ -3,7 +3,9 @@ counters, evaluation history, run settings) beside the Trainer's, and a resume t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -23,6 +25,23 @@ from camtl.training.run_settings import SETTINGS_FILE
 
 def sampling_state_file(rank: int) -> str:
     return "sampling_state.pt" if rank == 0 else f"sampling_state_rank{rank}.pt"
+
+
+def _drop_special_token_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("The tokenizer has new PAD/BOS/EOS tokens")
+
+
+@contextlib.contextmanager
+def _without_special_token_notice():
+    """Trainer.train copies the tokenizer's PAD/BOS/EOS ids into the model's config and says so: camtl's
+    config never reads them (the backbone's own config holds its padding id), so the notice, which asks
+    nothing of the user, is dropped while train() runs; every other transformers message stays."""
+    trainer_logger = logging.getLogger("transformers.trainer_utils")
+    trainer_logger.addFilter(_drop_special_token_notice)
+    try:
+        yield
+    finally:
+        trainer_logger.removeFilter(_drop_special_token_notice)
 
 
 class CheckpointSaving:
@@ -76,7 +95,8 @@ class CheckpointSaving:
         state_file = Path(resume) / TRAINER_STATE_NAME if resume else None
         state = TrainerState.load_from_json(str(state_file)) if state_file else None
         if state is None or state.global_step < state.max_steps:
-            self.train(resume_from_checkpoint=resume)
+            with _without_special_token_notice():
+                self.train(resume_from_checkpoint=resume)
             return
         self._load_from_checkpoint(resume)
         self.state = state

@@ -150,11 +150,17 @@ class CaMtlTrainer(UncertaintySelection, CheckpointSaving, Trainer):
         )
         record = {"step": self.state.global_step, "results": results}
         self.evaluations.append(record)
-        metrics = {f"{metric_key_prefix}_{key}": results[key] for key in AVERAGES if key in results}
+        metrics = {
+            f"{metric_key_prefix}_{key}": results[key] for key in AVERAGES if results.get(key) is not None
+        }
         for task, values in results.items():
             if isinstance(values, dict):
                 metrics.update(
-                    {f"{metric_key_prefix}_{task}_{name}": value for name, value in values.items()}
+                    {  # an undefined metric (None) is no point on a curve: left out of the logs
+                        f"{metric_key_prefix}_{task}_{name}": value
+                        for name, value in values.items()
+                        if value is not None
+                    }
                 )
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

