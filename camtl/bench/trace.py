@@ -15,6 +15,7 @@ import torch
 
 from camtl.data.collation import MultiTaskCollator, model_inputs
 from camtl.data.features import TaskDataset, TaskFeatures, load_features
+from camtl.errors import UsageError
 from camtl.model import CaMtlModel, load_model, load_tokenizer
 from camtl.training.metrics import compute_metrics
 
@@ -77,11 +78,14 @@ def trace_run(
     run_dir: Path, task: str, data_dir: str, max_seq_length: int, cache_dir: Path | None = None
 ) -> list[dict]:
     """One entry per checkpoint: step, the traced task's dev summary and bias, every task's training loss."""
-    tokenizer = load_tokenizer(str(run_dir))
+    saved = checkpoints(run_dir)
+    if not saved:
+        raise UsageError(f"{run_dir} has no checkpoint-N folder to trace: train with --save_steps")
+    tokenizer = load_tokenizer(str(saved[0]))  # every checkpoint holds the run's tokenizer
     generator = torch.Generator().manual_seed(0)
     entries, train_sets, rows = [], {}, {}
     dev = load_features(data_dir, task, "dev", tokenizer, max_seq_length, cache_dir)
-    for checkpoint in checkpoints(run_dir):
+    for checkpoint in saved:
         model = load_model(str(checkpoint), None)
         for name in model.config.tasks:
             if name not in train_sets:
