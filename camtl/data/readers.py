@@ -4,10 +4,16 @@ GLUE's own files are read by ``camtl.data``; this module reads every other ``Spl
 keys (dotted paths reach into nested objects and lists: ``question.choices.text``) or templates
 (``"{word}: {sentence1}"``). As for GLUE, a malformed training row is skipped and counted, a malformed
 dev or test row is an error naming the file and line.
+
+One dialect for every format: UTF-8, a leading BOM dropped (``read_text``). csv and tsv files use CSV
+quoting (a field in double quotes may hold the delimiter, ``""`` is one quote), as Python's csv module and
+pandas write them (SuperGLUE's WiC train.tsv is such a file); GLUE's own tsv files are read with quoting
+off instead, since their stray quotes are text (``camtl.data.splits``).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -30,12 +36,21 @@ class RowError(ValueError):
     """A row that cannot be used: the message says why (it becomes ``file:line message``)."""
 
 
+def read_text(path: Path) -> str:
+    """A text file's content, the same way for every format: UTF-8, a leading BOM dropped; anything else
+    is refused in one line (never decoded with replacement characters)."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{path} is not valid UTF-8 ({error.reason}): save the file as UTF-8") from None
+
+
 def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]:
     """(line number, record) of a jsonl, csv, tsv or saved-dataset split; a bad line is its RowError."""
     if fmt.format == "dataset":
         yield from _dataset_records(path)
     elif fmt.format == "jsonl":
-        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        for number, line in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -48,10 +63,7 @@ def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError
                 continue
             yield number, record if isinstance(record, dict) else RowError("is not a JSON object")
     else:
-        try:
-            text = path.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise UsageError(f"{path} is not valid UTF-8 ({error.reason}): save the file as UTF-8") from None
+        text = read_text(path)
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt.format == "tsv" else ",")
         for record in reader:
             if None in record or any(value is None for value in record.values()):
@@ -135,10 +147,7 @@ def label_index(task: Task, raw) -> float:
 
 def conll_sentences(path: Path) -> Iterator[tuple[int, list[str], list[str]] | tuple[int, RowError]]:
     """(first line number, tokens, tags) per sentence of a ``token<TAB>tag`` file, blank lines between."""
-    try:
-        lines = path.read_bytes().decode("utf-8").split("\n")
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{path} is not valid UTF-8 ({error.reason}): save the file as UTF-8") from None
+    lines = read_text(path).split("\n")
     tokens, tags, start, problem = [], [], 1, None
     for number, line in enumerate([*lines, ""], start=1):
         if not line.strip():
@@ -188,7 +197,7 @@ def _rows(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]
         for number, *sentence in conll_sentences(path):
             yield number, sentence[0] if len(sentence) == 1 else {"tokens": sentence[0], "tags": sentence[1]}
     elif fmt.format == "text":
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        lines = read_text(path).splitlines()
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 yield number, {"text": line.strip()}
