@@ -127,28 +127,29 @@ def gflops(value: float) -> str:
     return f"{value / 1e9:.0f}"
 
 
+def gemm_markdown(rows: list[dict]) -> list[str]:
+    """A GEMM table (GFLOP/s per thread count and size) as markdown lines."""
+    cells = [
+        [r["threads"], r["size"], gflops(r["fp32"]), gflops(r["bf16"]), f"{r['bf16_vs_fp32']:.2f}"]
+        for r in rows
+    ]
+    return markdown_table(["threads", "size", "fp32", "bf16", "bf16 / fp32"], cells)
+
+
 def format_report(result: dict) -> str:
     flags = ", ".join(result["native_bf16_flags"]) or "none"
     lines = [
         "# Precision on this CPU: fp32 and bf16", "",
         f"CPU: {result['cpu']}; native-bf16 flags PyTorch reports: {flags}; torch {result['torch']}.", "",
         "GEMM (square matmul), GFLOP/s:", "",
-        *markdown_table(
-            ["threads", "size", "fp32", "bf16", "bf16 / fp32"],
-            [[r["threads"], r["size"], gflops(r["fp32"]), gflops(r["bf16"]), f"{r['bf16_vs_fp32']:.2f}"]
-             for r in result["gemm"]],
-        ), "",
+        *gemm_markdown(result["gemm"]), "",
     ]  # fmt: skip
     emulated = result["emulated_gemm"]
     if emulated["measured"]:
         lines += [
             f"Without the bf16 instructions (oneDNN capped at {emulated['isa']}, as on a CPU without native"
             " bf16), GFLOP/s:", "",
-            *markdown_table(
-                ["threads", "size", "fp32", "bf16", "bf16 / fp32"],
-                [[r["threads"], r["size"], gflops(r["fp32"]), gflops(r["bf16"]), f"{r['bf16_vs_fp32']:.2f}"]
-                 for r in emulated["rows"]],
-            ), "",
+            *gemm_markdown(emulated["rows"]), "",
         ]  # fmt: skip
     else:
         lines += [f"bf16 without its instructions: not measurable here ({emulated['reason']}).", ""]
