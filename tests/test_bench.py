@@ -6,6 +6,9 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -336,6 +339,35 @@ def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
 
     changed = glue_mini(tiny_bert, tmp_path, *contenders, "--max_steps", 6)
     assert changed.returncode == 2 and "other settings" in changed.stderr
+
+
+def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_path):
+    whole = glue_mini(tiny_bert, tmp_path / "whole", "--contenders", "vanilla")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    reference = json.loads((tmp_path / "whole" / "results" / "runs" / "vanilla-seed1.json").read_text())
+    assert reference["resumed_from_step"] is None
+    # What a stop after step 2 leaves: the same run, its newest full checkpoint at step 2 (made by keeping
+    # every checkpoint of an identical run and removing those after step 2).
+    run_dir = tmp_path / "cut" / "work" / "vanilla-seed1"
+    flags = shlex.split(reference["command"])[2:]
+    flags[flags.index("--output_dir") + 1] = str(run_dir)
+    made = subprocess.run(
+        [sys.executable, "run.py", *flags, "--save_total_limit", "4"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": str(reference["threads"])},
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    for step in (3, 4):
+        shutil.rmtree(run_dir / f"checkpoint-{step}")
+    resumed = glue_mini(tiny_bert, tmp_path / "cut", "--contenders", "vanilla")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = json.loads((tmp_path / "cut" / "results" / "runs" / "vanilla-seed1.json").read_text())
+    assert record["resumed_from_step"] == 2 and "--resume_from_checkpoint latest" in record["command"]
+    assert record["scores"] == reference["scores"]
+    assert record["learning_curve"] == reference["learning_curve"]
+    assert [c.name for c in run_dir.glob("checkpoint-*")] == ["checkpoint-4"]  # --save_total_limit 1
 
 
 def test_device_check_runs_its_code_paths_on_the_cpu(tmp_path):

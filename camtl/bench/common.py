@@ -53,19 +53,22 @@ def x100(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
 
 
-def execute(flags: Sequence[str], output_dir: Path, threads: int | None = None) -> float:
-    """Run ``run.py flags`` from scratch into ``output_dir`` (its log beside it); the wall-clock seconds.
+def execute(flags: Sequence[str], output_dir: Path, threads: int | None = None, fresh: bool = True) -> float:
+    """Run ``run.py flags`` into ``output_dir`` (its log beside it); the wall-clock seconds.
 
     ``threads`` sets OMP_NUM_THREADS for the run (scores are deterministic for a seed and a thread count).
+    ``fresh`` empties ``output_dir`` first; without it the folder is kept (a run resumed from its checkpoint)
+    and the log is appended to.
     """
-    shutil.rmtree(output_dir, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(output_dir, ignore_errors=True)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     log = output_dir.with_suffix(".log")
     env = dict(os.environ)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    with log.open("w") as handle:
+    with log.open("w" if fresh else "a") as handle:
         process = subprocess.run(
             [sys.executable, str(REPO_ROOT / "run.py"), *map(str, flags)],
             stdout=handle,

@@ -13,9 +13,11 @@ predictions for paired bootstraps.
 
 The queue runs seed 1 of every core contender first, then seed 2, then seed 3, then the ablations, so that
 a useful table exists early. One record per run, ``<output>/runs/<contender>-seed<S>.json`` (and
-``.predictions.json``), written atomically as the run finishes: the study resumes where it stopped;
-``--commit`` commits each record at once. Reports (``camtl.bench.report``) are rebuilt from the records;
-what they need (the probe floor at the study's cap, the dev labels) is checked before the first run.
+``.predictions.json``), written atomically as the run finishes: the study resumes where it stopped.
+Each run keeps its newest full checkpoint (saved at every quarter of training), so a run that a stopped
+session cut short continues from it (``resumed_from_step`` in its record; ``wall_seconds`` then counts
+the last attempt only) instead of starting again. ``--commit`` commits each record at once. Reports
+(``camtl.bench.report``) are rebuilt from the records; what they need (the probe floor at the study's cap, the dev labels) is checked before the first run.
 """
 
 from __future__ import annotations

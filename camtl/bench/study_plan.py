@@ -138,7 +138,8 @@ def run_flags(
         "--learning_rate", settings.learning_rate, "--max_seq_length", settings.max_seq_length,
         "--precision", settings.precision,
         "--train_sampling_strategy", "group_by_length", "--logging_steps", min(settings.logging_steps, steps),
-        "--save_strategy", "steps", "--save_steps", steps, "--save_only_model", "--report_to", "none",
+        "--save_strategy", "steps", "--save_steps", CURVE_FRACTION, "--save_total_limit", 1,
+        "--report_to", "none",
         "--overwrite_output_dir", "--tasks", *([task] if task else settings.tasks),
     ]  # fmt: skip
     if task is None and contender.name in CORE_CONTENDERS:

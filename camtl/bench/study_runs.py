@@ -26,6 +26,7 @@ from camtl.data.features import load_features
 from camtl.errors import UsageError
 from camtl.model import load_model, load_tokenizer
 from camtl.tasks import evaluation_tasks
+from camtl.training.checkpoints import checkpoint_problem, checkpoints_in
 from camtl.training.evaluation import predict_features
 from camtl.training.metrics import compute_metrics, summarize
 from camtl.training.precision import autocast, cpu_name
@@ -78,10 +79,21 @@ def code_commit() -> str | None:
     return found.stdout.strip() or None
 
 
+def resumable_step(output_dir: Path) -> int | None:
+    """The step of the newest complete checkpoint a stopped run left in ``output_dir``, or None."""
+    for checkpoint in checkpoints_in(output_dir):
+        if checkpoint_problem(checkpoint, world_size=1) is None:
+            return int(checkpoint.name.split("-")[1])
+    return None
+
+
 def train_and_evaluate(flags: list[str], output_dir: Path, settings: Settings, cache_dir: Path) -> dict:
     """One run.py run, then the evaluation; the record fields common to every contender."""
     load, cpu = os.getloadavg()[0], cpu_seconds_of_children()
-    wall = execute(flags, output_dir, settings.threads)
+    resumed_from = resumable_step(output_dir)
+    if resumed_from is not None:  # a stopped session's run continues exactly where it stopped
+        flags = [f for f in flags if f != "--overwrite_output_dir"] + ["--resume_from_checkpoint", "latest"]
+    wall = execute(flags, output_dir, settings.threads, fresh=resumed_from is None)
     torch.set_num_threads(settings.threads)
     metrics, predictions = evaluate_saved(output_dir, settings, cache_dir)
     steps = int(flags[flags.index("--max_steps") + 1])
@@ -94,6 +106,7 @@ def train_and_evaluate(flags: list[str], output_dir: Path, settings: Settings, c
         "predictions": predictions,
         "learning_curve": learning_curve(output_dir, steps, settings.batch_size, metrics),
         "wall_seconds": wall,
+        "resumed_from_step": resumed_from,
         "train_runtime": runtime,
         "cpu_seconds": cpu_seconds_of_children() - cpu,
         "load_before": load,
