@@ -1,6 +1,7 @@
 """``python -m camtl.bench precision``: what bf16 costs and gains here, and what ``--precision auto`` picks.
 
-Measured in one run and written to ``results/precision.md`` (and ``.json``):
+Measured in one run and written to ``results/precision/<cpu>.md`` (and ``.json``), one file per CPU model
+(machines differ between sessions):
 
 - what the CPU reports: its model name and native-bf16 flags (``camtl.training.precision``);
 - the physical limit: fp32 and bf16 GEMM rates (square matmuls) at 1 and 2 threads;
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -180,15 +182,22 @@ def format_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_slug() -> str:
+    """This CPU's model name as a file name: ``Intel(R) Xeon(R) Processor`` -> ``intel-xeon-processor``."""
+    name = re.sub(r"\((r|tm)\)", "", this_cpu().name.lower())
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "cpu"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a few seconds: tiny GEMMs, one round")
-    parser.add_argument("--output", type=Path, default=None, help="default results/precision.md")
+    parser.add_argument("--output", type=Path, default=None, help="default results/precision/<cpu>.md")
 
 
 def run(args: argparse.Namespace) -> None:
     result = measure(args.quick)
     report = format_report(result)
-    output = args.output or Path("output/precision-quick.md" if args.quick else "results/precision.md")
+    quick = Path("output/precision-quick.md")
+    output = args.output or (quick if args.quick else Path("results/precision") / f"{cpu_slug()}.md")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(report)
     write_json(output.with_suffix(".json"), result)

@@ -3,8 +3,8 @@
 bf16 autocast only pays where the processor multiplies bf16 natively: on x86 the AVX512_BF16 or AMX_BF16
 instructions, on Arm BF16 or SVE-BF16. Elsewhere oneDNN converts to fp32 and back around every product,
 and a bf16 step is slower than fp32. Having the instructions is not enough either: with AVX512_BF16 and
-no AMX (the Intel Xeon of results/precision.md) a bf16 GEMM ran slower than fp32, while on an AMD EPYC
-with the same flag it was reported over twice as fast (issue 25). So ``auto`` asks the CPU's flags first
+no AMX a bf16 GEMM ran at half the fp32 rate on an Intel Xeon and over twice it on an AMD EPYC
+(results/precision/). So ``auto`` asks the CPU's flags first
 and then a short GEMM at the run's thread count, and picks bf16 only where it is native *and* measured
 faster. The measurement is made once per machine and kept (``speedup_cache_file()``), so every run there
 chooses alike.
@@ -183,7 +183,7 @@ def choose_precision(
         raise UsageError(
             f"--precision bf16: this CPU ({cpu.name}) has no native bf16 (none of"
             f" {', '.join(NATIVE_BF16_FLAGS[:2])} in what PyTorch reports), so bf16 would be emulated and"
-            " slower than fp32 (results/precision.md): use --precision fp32 or auto"
+            " slower than fp32 (results/precision/): use --precision fp32 or auto"
         )
     speedup = _bf16_speedup(cpu) if speedup is None else speedup
     faster = speedup >= BF16_MIN_SPEEDUP
