@@ -15,9 +15,9 @@ from camtl.errors import UsageError
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_rte(data_dir: Path, rows: int = 5) -> None:
+def write_rte(data_dir: Path, rows: int = 5, second: str = "A cat sat.") -> None:
     lines = ["index\tsentence1\tsentence2\tlabel"]
-    lines += [f"{i}\tThe cat number {i} sat on the mat quietly.\tA cat sat.\tentailment" for i in range(rows)]
+    lines += [f"{i}\tThe cat number {i} sat on the mat quietly.\t{second}\tentailment" for i in range(rows)]
     (data_dir / "RTE").mkdir(parents=True, exist_ok=True)
     (data_dir / "RTE" / "dev.tsv").write_text("\n".join(lines) + "\n")
 
@@ -72,6 +72,9 @@ STALE = {
         lambda data, tokenizer: same_size_and_mtime(data / "RTE" / "dev.tsv")
     ),
     "tokenizer truncates on the left": (lambda data, tokenizer: other_truncation_side(tokenizer)),
+    "special tokens written in the text are split": (
+        lambda data, tokenizer: setattr(tokenizer, "split_special_tokens", True)
+    ),
 }
 
 
@@ -80,7 +83,7 @@ def test_a_change_that_alters_the_tokens_misses_the_cache(change, tmp_path, bund
     import copy
 
     tokenizer = copy.deepcopy(bundled_tokenizer)
-    write_rte(tmp_path)
+    write_rte(tmp_path, second="A cat [SEP] sat.")
     cache = tmp_path / "cache"
     before = load_features(tmp_path, "rte", "dev", tokenizer, 12, cache_dir=cache)
     STALE[change](tmp_path, tokenizer)
@@ -180,3 +183,12 @@ def test_real_rows_round_trip(shared_glue, bundled_tokenizer, tmp_path):
         expected = bundled_tokenizer(examples.text_a[i], examples.text_b[i])["input_ids"]
         assert tokens == expected
     assert features.labels.tolist() == examples.labels
+
+
+def test_a_saved_copy_of_the_tokenizer_hits_the_same_cache(tmp_path, bundled_tokenizer):
+    from transformers import AutoTokenizer
+
+    bundled_tokenizer.save_pretrained(tmp_path / "copy")  # what a trained run's folder holds
+    copy = AutoTokenizer.from_pretrained(tmp_path / "copy")
+    fingerprint = features_module.tokenizer_fingerprint
+    assert fingerprint(copy) == fingerprint(bundled_tokenizer)

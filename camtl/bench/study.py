@@ -17,7 +17,8 @@ a useful table exists early. One record per run, ``<output>/runs/<contender>-see
 Each run keeps its newest full checkpoint (saved at every quarter of training), so a run that a stopped
 session cut short continues from it (``resumed_from_step`` in its record; ``wall_seconds`` then counts
 the last attempt only) instead of starting again. ``--commit`` commits each record at once. Reports
-(``camtl.bench.report``) are rebuilt from the records; what they need (the probe floor at the study's cap, the dev labels) is checked before the first run.
+(``camtl.bench.report``) are rebuilt from the records; what they need (the probe floor at the study's
+cap, the dev labels) is checked before the first run.
 """
 
 from __future__ import annotations

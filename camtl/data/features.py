@@ -35,6 +35,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "camtl" / "features"
 
 
+# Tokenizer settings kept by transformers' Python wrapper, not in the backend's JSON, that change the ids.
+WRAPPER_SETTINGS = (
+    "truncation_side", "split_special_tokens", "add_prefix_space", "do_lower_case", "strip_accents",
+    "tokenize_chinese_chars", "add_bos_token", "add_eos_token",
+)  # fmt: skip
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """Identity of a tokenizer: its full serialized state (vocabulary, normalizer, special tokens)."""
     state = json.loads(tokenizer.backend_tokenizer.to_str())
@@ -42,9 +49,11 @@ def tokenizer_fingerprint(tokenizer) -> str:
     state.pop("truncation", None)
     state.pop("padding", None)
     state["special_tokens"] = tokenizer.special_tokens_map
-    # Settings of the Python wrapper that change the tokens too: which end a long pair loses, the class.
-    state["wrapper"] = [type(tokenizer).__name__, getattr(tokenizer, "truncation_side", None)]
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+    # Settings the Python wrapper applies outside the backend that change the tokens too (which end a long
+    # pair loses, whether "[SEP]" written in the text is one token): the class and each such setting.
+    settings = {name: getattr(tokenizer, name, tokenizer.init_kwargs.get(name)) for name in WRAPPER_SETTINGS}
+    state["wrapper"] = [type(tokenizer).__name__, settings]
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
