@@ -1,5 +1,6 @@
 """The bad-input catalogue, third round: issue categories 3 (a model directory that is not what it seems),
-10 (messages that point the wrong way) and 6 (data read by position), as tables per category, each case
+10 (messages that point the wrong way), 6 (data read by position) and 8 (options that cannot apply to the
+chosen layout or sampler), as tables per category, each case
 answered like those of tests/test_bad_inputs.py (``assert_refused``), plus legal-but-unusual inputs of
 the same kinds that must keep working."""
 
@@ -153,7 +154,38 @@ DATA_FILES = {
     ),
 }
 
-CASES = MODEL_DIRECTORIES | MESSAGES | DATA_FILES
+# 8. Options that cannot apply: set away from their default, they would change nothing without a word.
+INAPPLICABLE_OPTIONS = {
+    "an adapter option on the model without conditional modules": Case(
+        train("--adapter_activation", "gelu", layout="none"),
+        "--adapter_activation gelu changes nothing with layout none: drop it, or choose --layout base or",
+    ),
+    "the stream residual on the base layout": Case(
+        train("--stream_residual"), "--stream_residual changes nothing with layout base: drop it, or choose"
+    ),
+    "a FiLM option with the attention left out": Case(
+        train("--attention_film", "per_block", "--conditional_modules", "alignment", "layer_norm"),
+        "--attention_film per_block shapes the conditional attention, which --conditional_modules leaves out",
+    ),
+    "an ablation list on the model without conditional modules": Case(
+        train("--conditional_modules", "adapter", layout="none"),
+        "--conditional_modules adapter changes nothing with layout none",
+    ),
+    "a temperature without temperature sampling": Case(
+        train("--sampling_temperature", "3"),
+        "--sampling_temperature 3.0 changes nothing with proportional sampling: drop it, or add",
+    ),
+    "an MT-Uncertainty option without MT-Uncertainty": Case(
+        train("--mtu_scoring_mode", "eval", "--task_sampling", "temperature"),
+        "--mtu_scoring_mode eval changes nothing with temperature sampling: drop it, or add --use_mt",
+    ),
+    "a uniform-epoch size under temperature sampling": Case(
+        train("--percent_of_max_data_size", "0.5", "--task_sampling", "temperature"),
+        "--percent_of_max_data_size 0.5 changes nothing with temperature sampling",
+    ),
+}
+
+CASES = MODEL_DIRECTORIES | MESSAGES | DATA_FILES | INAPPLICABLE_OPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +224,16 @@ def test_config_values_that_start_with_a_dash_are_values_not_flags(tmp_path):
     path.write_text(json.dumps(values))
     _, data_args, args = parse_arguments([str(path)])
     assert (args.output_dir, args.run_name, args.seed, data_args.data_dir) == ("-out", "--x", 3, ["d"])
+
+
+def test_options_left_at_their_defaults_are_accepted_under_any_layout_and_sampler():
+    from camtl.model.configuration import check_options_apply
+
+    argv = flags("--do_train", "--sampling_temperature", "2", "--mtu_scoring_mode", "train", layout="none")
+    model_args, data_args, _ = parse_arguments([*argv, "--attention_film", "shared"])
+    assert data_args.resolve_sampler() == "proportional"
+    check_options_apply("none", model_args.model_options())  # shared is the default: nothing to refuse
+    check_options_apply("large", {"stream_residual": True, "adapter_activation": "gelu"})
 
 
 def test_a_zero_task_weight_is_accepted():

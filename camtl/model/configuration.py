@@ -63,6 +63,44 @@ def layer_roles(
     ]
 
 
+# Options that shape one conditional part: option -> (its default, the part, the layouts that have it).
+# Set away from its default on a model without that part, such an option would change nothing.
+_PART_OPTIONS = {
+    "conditional_modules": (None, None, ("base", "large")),
+    "attention_blocks": (None, "attention", ("base", "large")),
+    "attention_film": ("shared", "attention", ("base", "large")),
+    "adapter_activation": (None, "adapter", ("base", "large")),
+    "stream_residual": (False, "adapter", ("large",)),
+}
+
+
+def _as_flag(name: str, value) -> str:
+    """``--name value`` as it was written on the command line."""
+    written = "" if value is True else " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"--{name} {written}".rstrip()
+
+
+def check_options_apply(layout: str, options: dict) -> None:
+    """Refuse an option that cannot change a model of this layout and these conditional modules, e.g.
+    ``--adapter_activation gelu`` with layout none: silently ignored, it would look like an ablation."""
+    modules = options.get("conditional_modules") or CONDITIONAL_MODULES
+    for name, (default, part, layouts) in _PART_OPTIONS.items():
+        value = options.get(name, default)
+        if value == default or value is False:
+            continue
+        shown = _as_flag(name, value)
+        if layout not in layouts:
+            wanted = " or ".join(layouts)
+            raise UsageError(
+                f"{shown} changes nothing with layout {layout}: drop it, or choose --layout {wanted}"
+            )
+        if part is not None and part not in modules:
+            raise UsageError(
+                f"{shown} shapes the conditional {part}, which --conditional_modules leaves out: drop it,"
+                f" or add {part} to --conditional_modules"
+            )
+
+
 class CaMtlConfig(PretrainedConfig):
     """CA-MTL configuration: a layout on a stock backbone (its config as a nested dict) and a task list.
 

@@ -19,7 +19,7 @@ from transformers import (
 from transformers import logging as hf_logging
 
 from camtl.errors import UsageError
-from camtl.model.configuration import CHECKPOINT_FORMAT, CaMtlConfig
+from camtl.model.configuration import CHECKPOINT_FORMAT, CaMtlConfig, check_options_apply
 from camtl.model.families import family_of
 from camtl.model.modeling import CaMtlModel
 from camtl.model.modules import conditional_parameter_names
@@ -246,9 +246,11 @@ def load_model(
         saved = _read_config(path)
         if saved.get("model_type") == "camtl":
             return _load_checkpoint(path, saved, tasks, layout, max_seq_length, options)
+        check_options_apply(layout or named_layout or "none", options)
         pretrained = _load_backbone(str(path), local=True, max_seq_length=max_seq_length or 128)
     else:
         check_hub_id(location)
+        check_options_apply(layout or named_layout or "none", options)
         pretrained = _load_backbone(location, local=False, max_seq_length=max_seq_length or 128)
     max_seq_length = max_seq_length or 128
     if options.get("pooling") == "auto":

@@ -104,6 +104,17 @@ def _task_weight(spec: str) -> tuple[str, float]:
     return task.strip(), value
 
 
+# Sampler options: option -> (the samplers that read it, how to choose one of them).
+_SAMPLER_OPTIONS = {
+    "sampling_temperature": (("temperature",), "add --task_sampling temperature"),
+    "mtu_scoring_mode": (("mt-uncertainty",), "add --use_mt_uncertainty"),
+    "percent_of_max_data_size": (
+        ("uniform", "mt-uncertainty"),
+        "add --uniform_mt_sampling or --use_mt_uncertainty",
+    ),
+}
+
+
 @dataclass
 class DataArguments:
     data_dir: list[str] | None = field(
@@ -190,7 +201,17 @@ class DataArguments:
                 "--sampling_temperature must be positive with temperature sampling,"
                 f" got {self.sampling_temperature}"
             )
+        self._check_options_apply(sampler)
         return sampler
+
+    def _check_options_apply(self, sampler: str) -> None:
+        """A sampler's option set away from its default under another sampler would change nothing."""
+        for name, (samplers, fix) in _SAMPLER_OPTIONS.items():
+            value = getattr(self, name)
+            if value != DataArguments.__dataclass_fields__[name].default and sampler not in samplers:
+                raise UsageError(
+                    f"--{name} {value} changes nothing with {sampler} sampling: drop it, or {fix}"
+                )
 
 
 @dataclass
