@@ -341,6 +341,21 @@ def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
     assert changed.returncode == 2 and "other settings" in changed.stderr
 
 
+def test_an_undefined_correlation_counts_as_no_correlation_in_the_study():
+    from camtl.bench.study_runs import study_summary
+    from camtl.training.metrics import compute_metrics
+
+    gold = np.array([0.5, 2.0, 4.5, 3.0])
+    results = {
+        "sts-b": compute_metrics("sts-b", np.full(4, 2.5), gold),  # constant: undefined for run.py
+        "rte": compute_metrics("rte", np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])),
+    }
+    assert results["sts-b"]["score"] is None
+    summary = study_summary(results)
+    assert summary["sts-b"]["score"] == 0.0 and summary["sts-b"]["undefined"] is True
+    assert summary["glue_average"] == pytest.approx((0.0 + 0.75) / 2)  # over the same tasks as any run's
+
+
 def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_path):
     whole = glue_mini(tiny_bert, tmp_path / "whole", "--contenders", "vanilla")
     assert whole.returncode == 0, whole.stderr[-3000:]

@@ -54,14 +54,25 @@ def evaluate_saved(output_dir: Path, settings: Settings, cache_dir: Path) -> tup
         )
         results[task] = compute_metrics(task, predicted, dev.labels.numpy())
         predictions[task] = predicted.tolist()
-    return summarize(results), predictions
+    return study_summary(results), predictions
+
+
+def study_summary(results: dict) -> dict:
+    """``summarize`` with every score defined: a correlation over constant predictions (undefined, and left
+    out of run.py's averages) counts as 0, no correlation, as the paired bootstrap counts it, and is marked
+    ``undefined``; so every contender's average is over the same tasks."""
+    tasks = {task: metrics for task, metrics in results.items() if isinstance(metrics, dict)}
+    return summarize(
+        {t: m if m["score"] is not None else {**m, "score": 0.0, "undefined": True} for t, m in tasks.items()}
+    )
 
 
 def learning_curve(output_dir: Path, steps: int, batch_size: int, final: dict) -> list[dict]:
     """Dev scores during training (the run's own evaluations) and of the saved model, by examples seen."""
     history = output_dir / f"checkpoint-{steps}" / "evaluations.json"
     evaluations = read_json(history) if history.exists() else []
-    points = [(e["step"], e["results"]) for e in evaluations if e["step"] < steps] + [(steps, final)]
+    points = [(e["step"], study_summary(e["results"])) for e in evaluations if e["step"] < steps]
+    points += [(steps, final)]
     return [
         {
             "step": step,
