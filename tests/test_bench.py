@@ -9,8 +9,10 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -383,6 +385,33 @@ def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_pa
     assert record["scores"] == reference["scores"]
     assert record["learning_curve"] == reference["learning_curve"]
     assert [c.name for c in run_dir.glob("checkpoint-*")] == ["checkpoint-4"]  # --save_total_limit 1
+
+
+def test_sigterm_stops_the_study_cleanly_and_the_same_command_continues(tiny_bert, tmp_path):
+    command = [sys.executable, "-m", "camtl.bench", "glue-mini", "--quick", "--data_dir", FIXTURES,
+               "--backbone", tiny_bert, "--output", tmp_path / "results", "--work_dir", tmp_path / "work",
+               "--features_cache_dir", tmp_path / "cache", "--tasks", "rte", "--seeds", 1,
+               "--contenders", "vanilla", "--max_steps", 400]  # fmt: skip
+    study_process = subprocess.Popen([str(part) for part in command], cwd=REPO, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run_dir = tmp_path / "work" / "vanilla-seed1"
+    deadline = time.monotonic() + 240
+    while not (run_dir / "checkpoint-100").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    study_process.send_signal(signal.SIGTERM)
+    _, stderr = study_process.communicate(timeout=240)
+    assert study_process.returncode == 143, stderr[-3000:]
+    assert "stopped by SIGTERM: the runs in progress saved a checkpoint" in stderr.splitlines()[-1]
+    assert not (tmp_path / "results" / "runs" / "vanilla-seed1.json").exists()
+    [saved] = run_dir.glob("checkpoint-*")
+    stopped_at = int(saved.name.split("-")[1])
+    assert 100 <= stopped_at < 400  # saved where the signal found it, not only at a quarter
+
+    again = subprocess.run([str(part) for part in command], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "runs" / "vanilla-seed1.json").read_text())
+    assert record["resumed_from_step"] == stopped_at
+    assert [point["step"] for point in record["learning_curve"]] == [100, 200, 300, 400]
 
 
 def test_device_check_runs_its_code_paths_on_the_cpu(tmp_path):

@@ -53,6 +53,10 @@ def x100(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
 
 
+# The run.py processes ``execute`` is waiting for, so that a program stopped by SIGTERM can pass it on.
+RUNNING: set[subprocess.Popen] = set()
+
+
 def execute(flags: Sequence[str], output_dir: Path, threads: int | None = None, fresh: bool = True) -> float:
     """Run ``run.py flags`` into ``output_dir`` (its log beside it); the wall-clock seconds.
 
@@ -69,12 +73,17 @@ def execute(flags: Sequence[str], output_dir: Path, threads: int | None = None, 
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     with log.open("w" if fresh else "a") as handle:
-        process = subprocess.run(
+        process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "run.py"), *map(str, flags)],
             stdout=handle,
             stderr=subprocess.STDOUT,
             env=env,
         )
+        RUNNING.add(process)
+        try:
+            process.wait()
+        finally:
+            RUNNING.discard(process)
     if process.returncode != 0:
         tail = "\n".join(log.read_text().splitlines()[-15:])
         raise RuntimeError(f"run.py exited with {process.returncode}; its log is {log}:\n{tail}")
@@ -142,15 +151,21 @@ def read_run(output_dir: Path) -> dict:
 def train_runtime(output_dir: Path, steps: int) -> tuple[float, list[dict]]:
     """(the Trainer's train_runtime in seconds, from the run's log; the log history of its last checkpoint).
 
-    The checkpoint is written before the Trainer logs its runtime, so the runtime comes from the log."""
+    The checkpoint is written before the Trainer logs its runtime, so the runtime comes from the log. A run
+    resumed after a stop logged one runtime per part into the same log: they are summed."""
     state = read_json(output_dir / f"checkpoint-{steps}" / "trainer_state.json")
-    return logged_metric(output_dir, "train_runtime"), state["log_history"]
+    return sum(logged_values(output_dir, "train_runtime")), state["log_history"]
 
 
-def logged_metric(output_dir: Path, name: str) -> float:
-    """The last value of ``name`` that the Trainer logged in the run's log (``<output_dir>.log``)."""
+def logged_values(output_dir: Path, name: str) -> list[float]:
+    """Every value of ``name`` that the Trainer logged in the run's log (``<output_dir>.log``), in order."""
     log = output_dir.with_suffix(".log")
     found = re.findall(rf"'{name}': '?([0-9.eE+-]+)", log.read_text())
     if not found:
         raise RuntimeError(f"no {name} in {log}: did the run finish?")
-    return float(found[-1])
+    return [float(value) for value in found]
+
+
+def logged_metric(output_dir: Path, name: str) -> float:
+    """The last value of ``name`` that the Trainer logged in the run's log."""
+    return logged_values(output_dir, name)[-1]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,10 +34,10 @@ from pathlib import Path
 import torch
 
 from camtl.bench import report
-from camtl.bench.common import DEFAULT_BACKBONE, git_commit, read_json, write_json, x100
+from camtl.bench.common import DEFAULT_BACKBONE, RUNNING, git_commit, read_json, write_json, x100
 from camtl.bench.study_plan import CONTENDERS, FULL, QUICK, QUICK_TASKS, Settings, queue
 from camtl.bench.study_runs import run_multitask, run_single_task, save_record
-from camtl.errors import UsageError
+from camtl.errors import EXIT_SIGTERM, Stopped, UsageError
 from camtl.model import encoder_layer_count
 from camtl.tasks import resolve_tasks
 from camtl.training.precision import choose_precision, cpu_name
@@ -134,17 +135,23 @@ def run(args: argparse.Namespace, command: str) -> None:
     if done and not args.report_only:
         print(f"[glue-mini] {done} runs done before, skipped", flush=True)
     print(f"[glue-mini] precision {settings.precision} on {cpu_name()}", flush=True)
-    lock = threading.Lock()
+    lock, stopping = threading.Lock(), stop_on_sigterm()
 
     def one(seed: int, name: str) -> None:
+        if stopping.is_set():
+            return
         contender = CONTENDERS[name]
         print(f"[glue-mini] {name} seed {seed}: running (logs under {work_dir})", flush=True)
-        if contender.single_task:
-            record = run_single_task(
-                contender, seed, settings, work_dir, args.features_cache_dir, output / "runs" / "parts"
-            )
-        else:
-            record = run_multitask(contender, seed, settings, work_dir, args.features_cache_dir)
+        try:
+            if contender.single_task:
+                parts = output / "runs" / "parts"
+                record = run_single_task(contender, seed, settings, work_dir, args.features_cache_dir, parts)
+            else:
+                record = run_multitask(contender, seed, settings, work_dir, args.features_cache_dir)
+        except RuntimeError:
+            if stopping.is_set():  # run.py saved a checkpoint at its current step and stopped
+                return
+            raise
         with lock:
             save_record(output, record)
             report.write_reports(output, settings, study["commands"], probe, list(CONTENDERS))
@@ -160,3 +167,22 @@ def run(args: argparse.Namespace, command: str) -> None:
         for future in [pool.submit(one, seed, name) for seed, name in pending]:
             future.result()
     report.write_reports(output, settings, study["commands"], probe, list(CONTENDERS))
+    if stopping.is_set():
+        raise Stopped(
+            "stopped by SIGTERM: the runs in progress saved a checkpoint; the same command continues them",
+            EXIT_SIGTERM,
+        )
+
+
+def stop_on_sigterm() -> threading.Event:
+    """SIGTERM stops the study cleanly: each run.py in progress gets it too (and saves a checkpoint at its
+    current step), no new run starts, and the event is set."""
+    stopping = threading.Event()
+
+    def handler(signum, frame) -> None:
+        stopping.set()
+        for process in list(RUNNING):
+            process.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handler)
+    return stopping
