@@ -35,8 +35,14 @@ import torch
 
 from camtl.bench import report
 from camtl.bench.common import DEFAULT_BACKBONE, RUNNING, git_commit, read_json, write_json, x100
-from camtl.bench.study_plan import CONTENDERS, FULL, QUICK, QUICK_TASKS, Settings, queue
-from camtl.bench.study_runs import run_multitask, run_single_task, save_record
+from camtl.bench.study_plan import CONTENDERS, FULL, QUICK, QUICK_TASKS, Settings, queue, single_task_steps
+from camtl.bench.study_runs import (
+    part_file,
+    run_multitask,
+    run_single_task_part,
+    save_record,
+    single_task_record,
+)
 from camtl.errors import EXIT_SIGTERM, Stopped, UsageError
 from camtl.model import encoder_layer_count
 from camtl.tasks import resolve_tasks
@@ -127,32 +133,37 @@ def run(args: argparse.Namespace, command: str) -> None:
     report.check_inputs(settings, probe)  # before hours of runs, not after them
     study = open_study(output, settings, command, args.report_only)
     seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
-    pending = [] if args.report_only else [
-        (seed, name) for seed, name in queue(seeds, args.contenders)
-        if not (output / "runs" / f"{name}-seed{seed}.json").exists()
-    ]  # fmt: skip
-    done = len(seeds) * len(args.contenders) - len(pending)
+    parts_dir = output / "runs" / "parts"
+    pending = [] if args.report_only else pending_work(output, parts_dir, seeds, args.contenders, settings)
+    done = len(seeds) * len(args.contenders) - len({(seed, name) for seed, name, _ in pending})
     if done and not args.report_only:
         print(f"[glue-mini] {done} runs done before, skipped", flush=True)
     print(f"[glue-mini] precision {settings.precision} on {cpu_name()}", flush=True)
     lock, stopping = threading.Lock(), stop_on_sigterm()
 
-    def one(seed: int, name: str) -> None:
+    def one(seed: int, name: str, task: str | None) -> None:
         if stopping.is_set():
             return
-        contender = CONTENDERS[name]
-        print(f"[glue-mini] {name} seed {seed}: running (logs under {work_dir})", flush=True)
+        contender, cache = CONTENDERS[name], args.features_cache_dir
+        which = f"{name} seed {seed}" + (f" ({task})" if task else "")
+        print(f"[glue-mini] {which}: running (logs under {work_dir})", flush=True)
         try:
-            if contender.single_task:
-                parts = output / "runs" / "parts"
-                record = run_single_task(contender, seed, settings, work_dir, args.features_cache_dir, parts)
-            else:
-                record = run_multitask(contender, seed, settings, work_dir, args.features_cache_dir)
+            if task is not None:
+                run_single_task_part(contender, seed, task, settings, work_dir, cache, parts_dir)
+            record = (
+                None if contender.single_task else run_multitask(contender, seed, settings, work_dir, cache)
+            )
         except RuntimeError:
             if stopping.is_set():  # run.py saved a checkpoint at its current step and stopped
                 return
             raise
         with lock:
+            if contender.single_task:
+                if (output / "runs" / f"{name}-seed{seed}.json").exists():  # the other worker combined them
+                    return
+                record = single_task_record(contender, seed, settings, parts_dir)
+            if record is None:  # other models of the single-task contender are still to come
+                return
             save_record(output, record)
             report.write_reports(output, settings, study["commands"], probe, list(CONTENDERS))
             print(
@@ -164,7 +175,7 @@ def run(args: argparse.Namespace, command: str) -> None:
                 git_commit([output], f"glue-mini: {name} seed {seed}")
 
     with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        for future in [pool.submit(one, seed, name) for seed, name in pending]:
+        for future in [pool.submit(one, *work) for work in pending]:
             future.result()
     report.write_reports(output, settings, study["commands"], probe, list(CONTENDERS))
     if stopping.is_set():
@@ -172,6 +183,26 @@ def run(args: argparse.Namespace, command: str) -> None:
             "stopped by SIGTERM: the runs in progress saved a checkpoint; the same command continues them",
             EXIT_SIGTERM,
         )
+
+
+def pending_work(
+    output: Path, parts_dir: Path, seeds: list[int], names: list[str], settings: Settings
+) -> list[tuple[int, str, str | None]]:
+    """(seed, contender, task) of every run without a record, in queue order; the single-task contender
+    is one item per model (task) without a part file, so that both workers share its models."""
+    work = []
+    for seed, name in queue(seeds, names):
+        contender = CONTENDERS[name]
+        if (output / "runs" / f"{name}-seed{seed}.json").exists():
+            continue
+        if not contender.single_task:
+            work.append((seed, name, None))
+            continue
+        missing = [
+            t for t in single_task_steps(settings) if not part_file(parts_dir, contender, seed, t).exists()
+        ]
+        work += [(seed, name, task) for task in missing] or [(seed, name, None)]  # None: combine the parts
+    return work
 
 
 def stop_on_sigterm() -> threading.Event:

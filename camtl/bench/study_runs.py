@@ -147,25 +147,35 @@ def run_multitask(
     }
 
 
-def run_single_task(
-    contender: Contender, seed: int, settings: Settings, work_dir: Path, cache_dir: Path, parts_dir: Path
-) -> dict:
-    """One model per task (each part resumable on its own), combined into one record."""
-    parts = {}
-    for task, steps in single_task_steps(settings).items():
-        part_file = parts_dir / f"{contender.name}-seed{seed}-{task}.json"
-        if not part_file.exists():
-            output_dir = work_dir / f"{contender.name}-seed{seed}" / task
-            flags = run_flags(contender, settings, seed, output_dir, cache_dir, task=task, max_steps=steps)
-            record = {
-                "steps": steps,
-                **machine(),
-                **train_and_evaluate(flags, output_dir, settings, cache_dir),
-            }
-            write_json(part_file, record)
-        parts[task] = read_json(part_file)
-    if not parts:
+def part_file(parts_dir: Path, contender: Contender, seed: int, task: str) -> Path:
+    return parts_dir / f"{contender.name}-seed{seed}-{task}.json"
+
+
+def run_single_task_part(
+    contender: Contender,
+    seed: int,
+    task: str,
+    settings: Settings,
+    work_dir: Path,
+    cache_dir: Path,
+    parts_dir: Path,
+) -> None:
+    """One model of the single-task contender, a unit of the queue of its own: its part file."""
+    steps = single_task_steps(settings)[task]
+    output_dir = work_dir / f"{contender.name}-seed{seed}" / task
+    flags = run_flags(contender, settings, seed, output_dir, cache_dir, task=task, max_steps=steps)
+    record = {"steps": steps, **machine(), **train_and_evaluate(flags, output_dir, settings, cache_dir)}
+    write_json(part_file(parts_dir, contender, seed, task), record)
+
+
+def single_task_record(contender: Contender, seed: int, settings: Settings, parts_dir: Path) -> dict | None:
+    """The single-task contender's record, one model per task combined; None while a part is missing."""
+    tasks = list(single_task_steps(settings))
+    if not tasks:
         raise UsageError("the single-task contender needs a task other than wnli: add one to --tasks")
+    if not all(part_file(parts_dir, contender, seed, task).exists() for task in tasks):
+        return None
+    parts = {task: read_json(part_file(parts_dir, contender, seed, task)) for task in tasks}
     metrics = summarize(
         {t: v for p in parts.values() for t, v in p["metrics"].items() if isinstance(v, dict)}
     )
