@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import re
 import warnings
@@ -88,6 +89,18 @@ def test_constant_predictions_give_zero_mcc_and_an_undefined_correlation_not_nan
     assert cola["accuracy"] == 0.5
     stsb = compute_metrics("sts-b", np.full(5, 2.5), np.array([0.0, 1.0, 2.0, 3.0, 4.0]))
     assert stsb == {"pearson": None, "spearman": None, "corr": None, "score": None}
+
+
+def test_constant_predictions_warn_once_naming_the_task_that_mcc_is_zero_by_convention(caplog):
+    with caplog.at_level(logging.WARNING, logger="camtl.training.metrics"):
+        compute_metrics("cola", np.ones(6, dtype=int), np.array([0, 1, 0, 1, 1, 0]))
+    assert [r.getMessage() for r in caplog.records] == [
+        "cola: every prediction is class 1, so MCC is 0 by GLUE's convention (undefined otherwise)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="camtl.training.metrics"):
+        compute_metrics("cola", PREDICTIONS, LABELS)  # a measured MCC: nothing to say
+    assert not caplog.records
 
 
 def test_constant_labels_give_zero_mcc_and_an_undefined_correlation_not_nan():

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,16 @@ import torch
 
 from camtl.bench import report
 from camtl.bench.common import DEFAULT_BACKBONE, RUNNING, git_commit, read_json, write_json, x100
-from camtl.bench.study_plan import CONTENDERS, FULL, QUICK, QUICK_TASKS, Settings, queue, single_task_steps
+from camtl.bench.study_plan import (
+    CONTENDERS,
+    FULL,
+    QUICK,
+    QUICK_TASKS,
+    Settings,
+    check_runs,
+    queue,
+    single_task_steps,
+)
 from camtl.bench.study_runs import (
     part_file,
     run_multitask,
@@ -87,8 +97,8 @@ def settings_from(args: argparse.Namespace, recorded: dict | None) -> Settings:
     values = dict(QUICK if args.quick else FULL)
     values.update({name: getattr(args, name) for name in FULL if getattr(args, name) is not None})
     for name, value in values.items():
-        if isinstance(value, (int, float)) and value <= 0:
-            raise UsageError(f"--{name} must be positive, got {value}")
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} must be a finite positive number, got {value}")
     backbone = args.backbone or DEFAULT_BACKBONE
     if encoder_layer_count(backbone) is None:
         raise UsageError(f"--backbone {backbone} is not a BERT directory (no config.json): pass a local BERT")
@@ -105,6 +115,19 @@ def settings_from(args: argparse.Namespace, recorded: dict | None) -> Settings:
         precision=precision,
         **values,
     )
+
+
+def check_queue(args: argparse.Namespace, seeds: list[int]) -> None:
+    """Seeds of 0 or more, each seed and contender once (twice, two workers would share a run's folder),
+    and at least one worker."""
+    for flag, values in (("--seeds", seeds), ("--contenders", args.contenders)):
+        repeated = sorted({str(value) for value in values if values.count(value) > 1})
+        if repeated:
+            raise UsageError(f"{flag} names {', '.join(repeated)} more than once: name each once")
+    if min(seeds) < 0:
+        raise UsageError(f"--seeds must be 0 or more, got {min(seeds)}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be 1 or more (runs at once), got {args.workers}")
 
 
 def open_study(output: Path, settings: Settings, command: str, report_only: bool) -> dict:
@@ -129,10 +152,13 @@ def run(args: argparse.Namespace, command: str) -> None:
     work_dir = args.work_dir or Path("output/glue-mini-quick/work" if args.quick else "output/glue-mini")
     study_file = output / "study.json"
     settings = settings_from(args, read_json(study_file)["settings"] if study_file.exists() else None)
+    seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
+    check_queue(args, seeds)
+    if not args.report_only:  # run.py's own checks, before study.json binds the folder to the settings
+        check_runs(settings, seeds, args.contenders, work_dir, args.features_cache_dir)
     probe = args.probe or (None if args.quick else Path("results/probe.json"))
     report.check_inputs(settings, probe)  # before hours of runs, not after them
     study = open_study(output, settings, command, args.report_only)
-    seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     parts_dir = output / "runs" / "parts"
     pending = [] if args.report_only else pending_work(output, parts_dir, seeds, args.contenders, settings)
     done = len(seeds) * len(args.contenders) - len({(seed, name) for seed, name, _ in pending})
@@ -174,7 +200,7 @@ def run(args: argparse.Namespace, command: str) -> None:
             if args.commit:
                 git_commit([output], f"glue-mini: {name} seed {seed}")
 
-    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
         for future in [pool.submit(one, *work) for work in pending]:
             future.result()
     report.write_reports(output, settings, study["commands"], probe, list(CONTENDERS))

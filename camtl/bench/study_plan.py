@@ -1,13 +1,16 @@
 """The study's plan: its contenders (the paper's ablation order, then camtl's options), the settings that
-make two runs comparable, the run.py flags of each run, the single-task budgets, and the queue's order."""
+make two runs comparable, the run.py flags of each run (and their check, before any run), the single-task
+budgets, and the queue's order."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from camtl.bench.common import GLUE_AVERAGE_TASKS
 from camtl.data.splits import read_split
+from camtl.errors import UsageError
 from camtl.training.sampling import TemperatureSampler
 
 
@@ -158,3 +161,48 @@ def queue(seeds: list[int], names: list[str]) -> list[tuple[int, str]]:
     core = [n for n in names if n in CORE_CONTENDERS]
     ablations = [n for n in names if n not in CORE_CONTENDERS]
     return [(seed, name) for group in (core, ablations) for seed in seeds for name in group]
+
+
+def check_runs(
+    settings: Settings, seeds: list[int], names: list[str], work_dir: Path, cache_dir: Path
+) -> None:
+    """Every queued run's run.py flags pass run.py's checks of their values, without a model loaded: they
+    are parsed into run.py's argument dataclasses (whose own checks refuse a NaN rate, a seed out of
+    range, a zero batch size, ...), the sampler is resolved and the model options are checked against the
+    layout, as run.py and load_model do, and the sequence length must fit the backbone's positions. A
+    setting run.py would refuse then stops the study before study.json binds its folder to it."""
+    from transformers import AutoConfig, HfArgumentParser
+
+    from camtl.model.configuration import check_options_apply
+    from camtl.model.loading import usable_positions
+    from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+
+    class Parser(HfArgumentParser):
+        def error(self, message: str):
+            raise UsageError(message)
+
+    parser = Parser((ModelArguments, DataArguments, CaMtlTrainingArguments))
+    logging_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")  # the training arguments set it
+    for seed, name in queue(seeds, names):
+        contender = CONTENDERS[name]
+        task = settings.tasks[0] if contender.single_task else None
+        flags = run_flags(contender, settings, seed, work_dir / f"{name}-seed{seed}", cache_dir, task=task)
+        try:
+            try:
+                model_args, data_args, _ = parser.parse_args_into_dataclasses(args=flags)
+            except ValueError as error:  # TrainingArguments' own checks
+                raise UsageError(str(error).splitlines()[0]) from None
+            data_args.resolve_sampler()
+            check_options_apply(model_args.layout or "none", model_args.model_options())
+        except UsageError as error:
+            raise UsageError(f"{error} (in run.py's flags for {name} seed {seed})") from None
+        finally:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+            if logging_dir is not None:
+                os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
+    positions = usable_positions(AutoConfig.from_pretrained(settings.backbone))
+    if not 2 < settings.max_seq_length <= positions:  # run.py's floor; the model's ceiling
+        raise UsageError(
+            f"--max_seq_length must be above 2 and at most the backbone's position embeddings ({positions}),"
+            f" got {settings.max_seq_length}"
+        )

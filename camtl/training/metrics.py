@@ -3,8 +3,9 @@
 All scores are fractions (accuracy 0.853, MCC 0.521); the table shows them x100 as papers do.
 A correlation over a constant side (constant predictions or gold scores) is undefined: Pearson,
 Spearman and their mean are None (null in eval_results.json, "-" in the table), not a made-up 0, and
-the averages leave such a task out with a warning. MCC keeps sklearn's convention of 0 there: a
-constant classifier is the chance-level baseline that MCC's 0 stands for.
+the averages leave such a task out with a warning. MCC keeps the convention of GLUE's official scorer
+and sklearn, 0 there (a constant classifier is the chance-level baseline that MCC's 0 stands for), with a
+warning naming the task, so that a collapsed classifier's 0 is not read as a measured one.
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ def _correlation(correlate: Callable, predictions: np.ndarray, labels: np.ndarra
         return float(correlate(predictions, labels).statistic)
 
 
-def _matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
+def _matthews(task: str, predictions: np.ndarray, labels: np.ndarray) -> float:
     # Undefined (zero denominator) exactly when one side is constant; sklearn would warn before returning 0.
-    if _is_constant(predictions) or _is_constant(labels):
-        return 0.0
+    for side, values in (("prediction", predictions), ("gold label", labels)):
+        if _is_constant(values):
+            logger.warning(
+                "%s: every %s is class %d, so MCC is 0 by GLUE's convention (undefined otherwise)",
+                task, side, values[0],
+            )  # fmt: skip
+            return 0.0
     return float(matthews_corrcoef(labels, predictions))
 
 
@@ -104,7 +110,7 @@ def _sequence_metrics(spec, predictions: np.ndarray, labels: np.ndarray) -> dict
             f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)
         )
     if "mcc" in spec.metrics:
-        metrics["mcc"] = _matthews(predictions, labels)
+        metrics["mcc"] = _matthews(spec.name, predictions, labels)
     return metrics
 
 
