@@ -74,6 +74,13 @@ def test_every_contender_s_flags_pass_run_py_s_checks_at_the_quick_settings(tiny
     assert not any(tmp_path.iterdir())
 
 
+def test_the_full_study_s_flags_pass_with_the_bundled_encoder_named_not_a_path(tmp_path):
+    tasks = ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte", "wnli")
+    settings = study_plan.Settings(data_dir=str(FIXTURES), backbone="all-MiniLM-L6-v2", tasks=tasks,
+                                   precision="fp32", **study_plan.FULL)  # fmt: skip
+    study_plan.check_runs(settings, [1, 2, 3], list(study_plan.CONTENDERS), tmp_path / "w", tmp_path / "c")
+
+
 def test_the_command_line_refuses_a_bad_sampler_in_one_line_before_study_json(tiny_bert, tmp_path):
     command = [sys.executable, "-m", "camtl.bench", "glue-mini", *quick_args(tiny_bert, tmp_path)]
     result = subprocess.run(

@@ -171,10 +171,10 @@ def check_runs(
     range, a zero batch size, ...), the sampler is resolved and the model options are checked against the
     layout, as run.py and load_model do, and the sequence length must fit the backbone's positions. A
     setting run.py would refuse then stops the study before study.json binds its folder to it."""
-    from transformers import AutoConfig, HfArgumentParser
+    from transformers import HfArgumentParser
 
     from camtl.model.configuration import check_options_apply
-    from camtl.model.loading import usable_positions
+    from camtl.model.loading import position_limit
     from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
 
     class Parser(HfArgumentParser):
@@ -200,7 +200,7 @@ def check_runs(
             os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
             if logging_dir is not None:
                 os.environ["TENSORBOARD_LOGGING_DIR"] = logging_dir
-    positions = usable_positions(AutoConfig.from_pretrained(settings.backbone))
+    positions = position_limit(settings.backbone) or settings.max_seq_length
     if not 2 < settings.max_seq_length <= positions:  # run.py's floor; the model's ceiling
         raise UsageError(
             f"--max_seq_length must be above 2 and at most the backbone's position embeddings ({positions}),"

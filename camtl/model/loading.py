@@ -325,14 +325,27 @@ def _check_vocabulary(path: Path, tokenizer: PreTrainedTokenizerBase, vocab_size
         )
 
 
-def encoder_layer_count(model_name_or_path: str) -> int | None:
-    """Encoder layers of a model from its config.json on disk (a directory, the bundled encoder or the
-    Hugging Face cache), without loading weights; None when only loading the model can tell."""
+def _backbone_config_on_disk(model_name_or_path: str) -> dict | None:
+    """The backbone's config.json as a dict, from disk (a directory, the bundled encoder or the Hugging Face
+    cache; a camtl checkpoint's backbone), without loading weights; None when it is not on disk."""
     location, _ = resolve(model_name_or_path)
     try:
         config, _ = PretrainedConfig.get_config_dict(location, local_files_only=True)
     except OSError:
         return None
-    if config.get("model_type") == "camtl":
-        config = config.get("backbone") or {}
-    return config.get("num_hidden_layers")
+    return (config.get("backbone") or {}) if config.get("model_type") == "camtl" else config
+
+
+def encoder_layer_count(model_name_or_path: str) -> int | None:
+    """Encoder layers of a model, from its config on disk; None when only loading the model can tell."""
+    config = _backbone_config_on_disk(model_name_or_path)
+    return None if config is None else config.get("num_hidden_layers")
+
+
+def position_limit(model_name_or_path: str) -> int | None:
+    """The longest sequence a model's position embeddings allow, from its config on disk (None when it is
+    not on disk)."""
+    config = _backbone_config_on_disk(model_name_or_path)
+    if config is None or "model_type" not in config:
+        return None
+    return usable_positions(AutoConfig.for_model(**config))
