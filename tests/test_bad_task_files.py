@@ -22,13 +22,20 @@ NUMERIC = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
 ROWS = [{"text": f"row {i} is {'good' if i % 2 else 'bad'}", "label": ["no", "yes"][i % 2]} for i in range(8)]
 
 
-def task_file(entry: str, top: str = "") -> callable:
-    """{work}/tasks.yaml declaring one task (its YAML lines ``entry``) over {work}/rows.jsonl."""
+def task_file(entry: str, top: str = "", *more: str) -> callable:
+    """{work}/tasks.yaml declaring one task (its YAML lines ``entry``, then those of ``more`` tasks) over
+    the rows in {work}: rows.jsonl, numeric.jsonl, rows.json (one JSON array) and same-id.jsonl (three rows
+    with one id)."""
 
     def setup(work: Path, sources: Sources) -> None:
         (work / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ROWS))
         (work / "numeric.jsonl").write_text("".join(json.dumps(row) + "\n" for row in NUMERIC))
-        (work / "tasks.yaml").write_text(f"{top}tasks:\n  - " + entry.strip().replace("\n", "\n    ") + "\n")
+        (work / "rows.json").write_text(json.dumps(ROWS))
+        (work / "same-id.jsonl").write_text(
+            "".join(json.dumps(row | {"id": "same"}) + "\n" for row in ROWS[:3])
+        )
+        entries = "".join("  - " + task.strip().replace("\n", "\n    ") + "\n" for task in (entry, *more))
+        (work / "tasks.yaml").write_text(f"{top}tasks:\n{entries}")
 
     return setup
 
@@ -49,8 +56,19 @@ def on_task_file(*extra: str, tasks: str | None = None) -> list[str]:
     return flags("--do_eval", "--task_file", "{work}/tasks.yaml", *extra, tasks=tasks)
 
 
-def bad(expect: str, entry: str, top: str = "") -> Case:
-    return Case(on_task_file(), expect, task_file(entry, top))
+def bad(expect: str, entry: str, top: str = "", *more: str) -> Case:
+    return Case(on_task_file(), expect, task_file(entry, top, *more))
+
+
+def bad_for_training(expect: str, entry: str, *more: str) -> Case:
+    """The same answer to a training run (which reads the training files, then trains)."""
+    training = on_task_file("--do_train", "--overwrite_output_dir", "--max_steps", "2")
+    return Case(training, expect, task_file(entry, "", *more))
+
+
+def shared(head: str, **keys: str) -> str:
+    """A task 'bb' that reads the head of ``head``."""
+    return declared("bb", head=head, **keys)
 
 
 CASES = {
@@ -87,6 +105,80 @@ CASES = {
         on_task_file(), "non-empty list under 'tasks'", write("tasks.yaml", "tasks: {a: 1}")
     ),
     "label_range on classification": bad("key 'label_range' does not apply", declared(label_range="[0, 1]")),
+    # 6. Names that eval_results.json keeps for its own summary
+    "the name average": bad("key 'name' is 'average', which eval_results.json keeps", declared("average")),
+    "the name glue_average": bad("key 'name' is 'glue_average', which", declared("glue_average")),
+    "the name Glue_Average_With_WNLI": bad(
+        "key 'name' is 'glue_average_with_wnli', which", declared("Glue_Average_With_WNLI")
+    ),
+    # 7. Heads: one that has a head of its own, of the same type and labels
+    "a cycle of heads": bad(
+        "tasks 'aa' and 'bb' name each other under key 'head', a cycle",
+        declared("aa", head="bb"),
+        "",
+        shared("aa"),
+    ),  # fmt: skip
+    "a head that reads another head": bad(
+        "task 'bb': key 'head' is 'cc', which reads the head of 'aa' itself: write head: aa",
+        declared("aa"),
+        "",
+        shared("cc"),
+        declared("cc", head="aa"),
+    ),  # fmt: skip
+    "a built-in head that reads another head": bad(
+        "key 'head' is 'snli', which reads the head of 'mnli'", shared("snli")
+    ),  # fmt: skip
+    "a regression task on a classification head": bad(
+        "task 'reg': key 'head' is 'cls', a classification task, whose head cannot score a regression task",
+        declared("cls", labels="['no', 'yes', 'maybe']"),
+        "",
+        declared("reg", type="regression", labels=None, label_range="[0, 5]", head="cls"),
+    ),  # fmt: skip
+    "a head with other labels": bad(
+        "task 'bb': key 'head' is 'aa', whose labels are ['no', 'yes', 'maybe'], not this task's",
+        declared("aa", labels="['no', 'yes', 'maybe']"),
+        "",
+        shared("aa"),
+    ),  # fmt: skip
+    "a shared head's task with a train file of its own": bad_for_training(
+        "task 'bb' has a train file, but its key 'head' makes it read the head of 'aa'",
+        declared("aa"),
+        shared("aa"),
+    ),  # fmt: skip
+    # 8. Labels
+    "a label listed twice": bad(
+        "key 'labels' lists 'no' twice: list each label once", declared(labels="['no', 'yes', 'no']")
+    ),  # fmt: skip
+    "label_names longer than labels": bad(
+        "key 'label_names' has 3 names for 2 labels", declared(label_names="['no', 'yes', 'maybe']")
+    ),
+    "label_names with a name that is no label": bad(
+        "key 'label_names' has 'maybe', which is not in labels", declared(label_names="['no', 'maybe']")
+    ),
+    # 9. Rows that do not fit the fields
+    "a label field that no training row has": bad_for_training(
+        "rows.jsonl has no usable training row: all 8 are malformed, the first (",
+        declared(fields="{text_a: text, label: lbl}"),
+    ),
+    "a template field that no training row has": bad_for_training(
+        "rows.jsonl:1) has no field 'nosuch'", declared(fields="{text_a: '{text} / {nosuch}', label: label}")
+    ),
+    "ids that repeat in a dev file": bad(
+        "same-id.jsonl:2 has id 'same', as line 1 does: give each row its own id",
+        declared(
+            files="{train: rows.jsonl, dev: same-id.jsonl}", fields="{text_a: text, label: label, id: id}"
+        ),
+    ),
+    # 10. The task file itself
+    "a directory as the task file": Case(
+        flags("--do_eval", "--task_file", "{work}", tasks=None),
+        "is a directory: pass the YAML or JSON task file",
+    ),
+    "an empty task file": Case(
+        on_task_file(),
+        "tasks.yaml is empty: declare your tasks under 'tasks' (python -m camtl.tasks.task_file",
+        write("tasks.yaml", ""),
+    ),  # fmt: skip
     "--do_predict alone, no task with a test file": Case(
         flags("--do_predict", "--task_file", "{work}/tasks.yaml", tasks=None),
         "--do_predict: no test file for mine",
@@ -123,6 +215,7 @@ LEGAL = {
     "a quoted yes as a label": declared("quoted", labels="['no', 'yes']"),
     "an integer loss_weight": declared("weighted", loss_weight="2"),
     "a saved Hugging Face dataset": declared("saved", files="{train: rows-dataset, dev: rows-dataset}"),
+    "a file that is one JSON array": declared("array", files="{train: rows.json, dev: rows.json}"),
 }
 
 
@@ -132,18 +225,31 @@ def save_dataset(work: Path) -> None:
     datasets.Dataset.from_list(ROWS).save_to_disk(str(work / "rows-dataset"))
 
 
+def train_and_evaluate(work: Path, tiny_bert: Path) -> dict:
+    """Train two steps on {work}/tasks.yaml's tasks (no --tasks), evaluate: eval_results.json."""
+    argv = [
+        part.format(work=work, out=work / "out", cache=work / "cache", tiny_bert=tiny_bert, fixtures=work)
+        for part in on_task_file("--do_train", "--max_steps", "2")
+    ]
+    run.main(argv)
+    return json.loads((work / "out" / "eval_results.json").read_text())
+
+
 @pytest.mark.parametrize("name", list(LEGAL))
 def test_a_legal_task_file_trains_and_evaluates(name, tiny_bert, tmp_path):
     entry = LEGAL[name]  # each its own name: the tasks stay registered in this process
     task_file(entry)(tmp_path, None)
     save_dataset(tmp_path)
-    argv = [
-        part.format(work=tmp_path, out=tmp_path / "out", cache=tmp_path / "cache", tiny_bert=tiny_bert,
-                    fixtures=tmp_path)
-        for part in on_task_file("--do_train", "--max_steps", "2")
-    ]  # fmt: skip
-    run.main(argv)
-    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    results = train_and_evaluate(tmp_path, tiny_bert)
     (task,) = [key for key in results if key not in ("average", "glue_average")]
     assert task == entry.split("\n")[0].removeprefix("name: ").lower()
     assert 0 <= results[task]["accuracy"] <= 1
+
+
+def test_a_task_that_reads_another_head_is_evaluated_through_it_by_default(tiny_bert, tmp_path):
+    # 'reader' has dev rows only and its labels in another order: the 'owner' head scores it, by label name
+    reader = declared("reader", head="owner", files="{dev: rows.jsonl}", labels="['yes', 'no']")
+    task_file(declared("owner"), "", reader)(tmp_path, None)
+    results = train_and_evaluate(tmp_path, tiny_bert)
+    assert {"owner", "reader"} <= set(results)
+    assert results["reader"]["accuracy"] == results["owner"]["accuracy"]  # the same rows, the same head

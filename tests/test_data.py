@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from camtl.data.sources import task_data_dir
 from camtl.data.splits import check_data_dir, read_split
 from camtl.errors import UsageError
 
@@ -137,3 +138,42 @@ def test_shared_glue_label_sets_and_empty_ids(shared_glue):
     assert "" in qqp_dev.ids and len(qqp_dev) == 2000
     stsb = read_split(shared_glue, "sts-b", "dev")
     assert min(stsb.labels) == 0.0 and max(stsb.labels) == 5.0
+
+
+def check(data_dir: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "camtl.data", "check", "--data_dir", str(data_dir)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        ("glue/RTE", "--data_dir {root}/glue/RTE is the RTE folder itself: pass its parent {root}/glue"),
+        ("empty", "--data_dir {root}/empty is empty: get GLUE with"),
+        ("notes", "--data_dir {root}/notes holds no task folder (such as RTE/ or SST-2/): pass the folder"),
+    ],
+)
+def test_check_without_a_task_folder_is_one_line_and_exits_2(tmp_path, folder, message):
+    write(tmp_path / "glue" / "RTE" / "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    (tmp_path / "empty").mkdir()
+    write(tmp_path / "notes" / "README.txt", "not GLUE")
+    result = check(tmp_path / folder)
+    assert (result.returncode, result.stdout) == (2, "")
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {message.format(root=tmp_path)}")
+
+
+def test_a_task_folder_as_data_dir_names_its_parent(tmp_path):
+    rte = write(tmp_path / "glue" / "RTE" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n").parent
+    with pytest.raises(
+        UsageError, match=rf"^--data_dir {rte} is the RTE folder itself: pass its parent {rte.parent}$"
+    ):
+        read_split(rte, "rte", "dev")
+    with pytest.raises(UsageError, match=rf"task 'rte': --data_dir {rte} is the RTE folder itself"):
+        task_data_dir("rte", [rte, tmp_path / "data"])
+    (rte / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n")
+    loose = rte.rename(tmp_path / "loose")  # the files without their folder
+    with pytest.raises(
+        UsageError, match=rf"--data_dir {loose} holds train.tsv, dev.tsv itself, not in a RTE"
+    ):
+        read_split(loose, "rte", "dev")

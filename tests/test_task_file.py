@@ -8,7 +8,8 @@ import pytest
 from camtl.data.sources import task_data_dir
 from camtl.data.splits import read_split
 from camtl.errors import UsageError
-from camtl.tasks import TASKS, register
+from camtl.tasks import TASKS, Task, register
+from camtl.tasks.plan import plan_tasks
 from camtl.tasks.task_file import load_task_file
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "superglue_tasks.yaml"
@@ -106,3 +107,88 @@ def test_each_task_is_found_in_the_data_folder_that_holds_it(shared_data, shared
     (tmp_path / "RTE").mkdir()
     with pytest.raises(UsageError, match="both .* hold RTE: keep one of them"):
         task_data_dir("rte", [shared_glue, tmp_path])
+
+
+def test_label_names_order_the_labels(tmp_path):
+    """``label_names`` maps the raw values 0, 1, ... of the files onto the labels: each label once."""
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": 0}\n{"text": "b", "label": "1"}\n')
+    entry = good(name="ordered", labels=["no", "yes"], label_names=["yes", "no"])
+    register(load_task_file(write(tmp_path, [entry]))[0])
+    assert read_split(tmp_path, "ordered", "train").labels == [1.0, 0.0]  # 0 stands for 'yes'
+    for label_names, message in (
+        (["no", "yes", "maybe"], "has 3 names for 2 labels"),
+        (["no"], "has 1 names for 2 labels"),
+        (["no", "maybe"], "has 'maybe', which is not in labels"),
+        (["no", "no"], "lists 'no' twice"),
+    ):
+        with pytest.raises(UsageError, match=f"task 'mine': key 'label_names' {message}"):
+            load_task_file(write(tmp_path, [good(label_names=label_names)]))
+
+
+def test_the_first_malformed_training_row_is_named(tmp_path, caplog):
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "no"}\n{"text": "b"}\n{"txt": "c"}\n')
+    register(load_task_file(write(tmp_path, [good(name="half-bad")]))[0])
+    assert read_split(tmp_path, "half-bad", "train").skipped == 2
+    assert (
+        f"skipped 2 malformed training rows (the first, {tmp_path / 'train.jsonl'}:2, has no field"
+        in caplog.text
+    )
+    (tmp_path / "train.jsonl").write_text('{"text": "b"}\n{"text": "c", "lbl": "no"}\n')
+    with pytest.raises(UsageError, match=r"no usable training row: all 2 are malformed, the first \(.*:1\)"):
+        read_split(tmp_path, "half-bad", "train")
+
+
+def test_a_json_array_file_is_read_as_rows_with_their_lines(tmp_path):
+    rows = [{"text": "a", "label": "no"}, {"text": "b", "label": "maybe"}]
+    (tmp_path / "dev.json").write_text(json.dumps(rows, indent=2))  # the second object starts on line 6
+    register(load_task_file(write(tmp_path, [good(name="array-dev", files={"dev": "dev.json"})]))[0])
+    with pytest.raises(UsageError, match=r"dev.json:6 has label 'maybe'"):
+        read_split(tmp_path, "array-dev", "dev")
+    (tmp_path / "dev.json").write_text(json.dumps(rows[:1] * 3))
+    assert read_split(tmp_path, "array-dev", "dev").text_a == ["a", "a", "a"]
+
+
+def test_ids_repeated_in_a_test_file_are_refused_and_training_ids_may_repeat(tmp_path):
+    rows = "".join(
+        json.dumps({"text": t, "label": "no", "id": i}) + "\n" for t, i in [("a", 1), ("b", 2), ("c", 1)]
+    )
+    (tmp_path / "rows.jsonl").write_text(rows)
+    files = {"train": "rows.jsonl", "test": "rows.jsonl"}
+    entry = good(name="ids", files=files, fields={"text_a": "text", "label": "label", "id": "id"})
+    register(load_task_file(write(tmp_path, [entry]))[0])
+    assert read_split(tmp_path, "ids", "train").ids == ["1", "2", "1"]
+    with pytest.raises(
+        UsageError, match=r"rows.jsonl:3 has id '1', as line 1 does: give each row its own id"
+    ):
+        read_split(tmp_path, "ids", "test")
+
+
+def saved(task: Task) -> dict:
+    """The config of a checkpoint trained on ``task`` alone."""
+    return {"tasks": [task.name], "task_specs": {task.name: task.to_dict()}}
+
+
+def test_a_task_that_reads_another_head_is_in_the_default_plan(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "no"}\n')
+    reader = good(name="plan-reader", head="plan-owner", files={"dev": "train.jsonl"})
+    owner = good(name="plan-owner", files={"train": "train.jsonl", "dev": "train.jsonl"})
+    plan = plan_tasks(None, str(write(tmp_path, [owner, reader])), {})
+    assert (plan.trained, plan.evaluated) == (["plan-owner"], ["plan-owner", "plan-reader"])
+    alone = write(tmp_path, [good(name="plan-alone", head="rte", labels=["entailment", "not_entailment"])])
+    with pytest.raises(
+        UsageError, match=r"every task reads the head of another task \(rte\).*--tasks rte plan-alone"
+    ):
+        plan_tasks(None, str(alone), {})
+
+
+def test_a_checkpoint_s_task_redeclared_with_other_labels_names_the_task_file(tmp_path):
+    (tmp_path / "trained").mkdir()
+    trained = load_task_file(write(tmp_path / "trained", [good(name="relabelled")]))[0]
+    path = write(tmp_path, [good(name="relabelled", labels=["yes", "no"])])
+    with pytest.raises(UsageError) as error:
+        plan_tasks(None, str(path), saved(trained), training=False)
+    assert str(error.value) == (
+        "the checkpoint's task 'relabelled' (classification, labels ['no', 'yes']) differs from task"
+        f" 'relabelled' of --task_file {path} (classification, labels ['yes', 'no']): drop --task_file (the"
+        " checkpoint carries its tasks), or restore the labels the checkpoint was trained with"
+    )

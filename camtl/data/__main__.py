@@ -7,9 +7,26 @@ import json
 import sys
 from pathlib import Path
 
-from camtl.data.splits import check_data_dir, format_check_report
-from camtl.errors import exits_cleanly_on_usage_error
+from camtl.data.splits import DOWNLOAD_HINT, check_data_dir, format_check_report, task_folder_problem
+from camtl.errors import UsageError, exits_cleanly_on_usage_error
 from camtl.tasks import TASKS, canonical_task_name
+
+
+def present_tasks(data_dir: Path) -> list[str]:
+    """The tasks whose folder ``data_dir`` holds; none is an error saying why, as run.py says it."""
+    if not data_dir.is_dir():
+        problem = "is a file, not a directory" if data_dir.exists() else "does not exist"
+        raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
+    present = [name for name, task in TASKS.items() if task.folder and (data_dir / task.folder).is_dir()]
+    if present:
+        return present
+    if not any(data_dir.iterdir()):
+        raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
+    raise UsageError(
+        task_folder_problem(data_dir)
+        or f"--data_dir {data_dir} holds no task folder (such as RTE/ or SST-2/): pass the folder that holds"
+        f" them, or get GLUE with `{DOWNLOAD_HINT}`"
+    )
 
 
 @exits_cleanly_on_usage_error
@@ -24,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
-    present = [name for name, task in TASKS.items() if (Path(args.data_dir) / task.folder).is_dir()]
-    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else present
+    tasks = [canonical_task_name(t) for t in args.tasks] if args.tasks else present_tasks(Path(args.data_dir))
     report = check_data_dir(args.data_dir, tasks)
     if args.json:
         print(json.dumps({k: report[k] for k in ("tasks", "problems", "missing", "warnings", "labels")}))

@@ -30,6 +30,7 @@ from camtl.tasks.spec import SplitFormat
 logger = logging.getLogger(__name__)
 
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
+_BETWEEN_ITEMS = re.compile(r"[ \t\r\n,]*")  # what separates the items of a valid JSON array
 
 
 class RowError(ValueError):
@@ -50,7 +51,12 @@ def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError
     if fmt.format == "dataset":
         yield from _dataset_records(path)
     elif fmt.format == "jsonl":
-        for number, line in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
+        raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+        array = _json_array(raw)
+        if array is not None:
+            yield from array
+            return
+        for number, line in enumerate(raw.split(b"\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -73,6 +79,28 @@ def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError
                 )
             else:
                 yield reader.line_num, record
+
+
+def _json_array(raw: bytes) -> list[tuple[int, dict | RowError]] | None:
+    """The records of a file that is one JSON array (``json.dump`` of a list, often named .json), each with
+    the line its item starts on; None for anything else (JSON Lines is read line by line)."""
+    if not raw.lstrip().startswith(b"["):
+        return None
+    try:
+        text = raw.decode("utf-8")
+        json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):  # e.g. JSON Lines whose rows are arrays
+        return None
+    decoder, rows = json.JSONDecoder(), []
+    position, line = text.index("[") + 1, 1 + text.count("\n", 0, text.index("["))
+    while True:
+        start = _BETWEEN_ITEMS.match(text, position).end()
+        if text[start] == "]":
+            return rows
+        line += text.count("\n", position, start)
+        record, position = decoder.raw_decode(text, start)
+        rows.append((line, record if isinstance(record, dict) else RowError("is not a JSON object")))
+        line += text.count("\n", start, position)
 
 
 def _dataset_records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -173,6 +201,8 @@ def read_examples(path: Path, task: Task, split: str, max_examples: int | None =
                         labels=[] if needs_label else None, ids=[])  # fmt: skip
     if task.type == "multiple_choice":
         examples.choices = []
+    first_skipped = None  # (line, problem) of the first malformed training row
+    lines_of_ids: dict[str, int] = {}
     for number, row in _rows(path, fmt):
         if max_examples is not None and len(examples) >= max_examples:
             break
@@ -183,13 +213,38 @@ def read_examples(path: Path, task: Task, split: str, max_examples: int | None =
         except RowError as problem:
             if split == "train":
                 examples.skipped += 1
+                first_skipped = first_skipped or (number, problem)
                 continue
             raise UsageError(f"{path}:{number} {problem}: fix the file or the task's fields") from None
-    if examples.skipped:
-        logger.warning("%s: skipped %d malformed training rows", path, examples.skipped)
+        if fmt.index is not None and split != "train":  # prediction files are keyed by these ids
+            _check_unique_id(path, number, examples.ids[-1], lines_of_ids)
+    if first_skipped:
+        _report_skipped(path, examples, *first_skipped)
     if split != "train" and not len(examples):
         raise UsageError(f"{path} has no rows: add some, or fix the task's files in --task_file")
     return examples
+
+
+def _check_unique_id(path: Path, number: int, row_id: str, lines_of_ids: dict[str, int]) -> None:
+    if row_id in lines_of_ids:
+        raise UsageError(
+            f"{path}:{number} has id {row_id!r}, as line {lines_of_ids[row_id]} does: give each row its own"
+            " id (prediction files are keyed by it), or drop fields.id to number the rows"
+        )
+    lines_of_ids[row_id] = number
+
+
+def _report_skipped(path: Path, examples: Examples, line: int, problem: RowError) -> None:
+    """A warning naming the first malformed training row; an error when no row is usable."""
+    if not len(examples):
+        raise UsageError(
+            f"{path} has no usable training row: all {examples.skipped} are malformed, the first"
+            f" ({path}:{line}) {problem}: fix the file or the task's fields"
+        )
+    logger.warning(
+        "%s: skipped %d malformed training rows (the first, %s:%d, %s)",
+        path, examples.skipped, path, line, problem,
+    )  # fmt: skip
 
 
 def _rows(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]:

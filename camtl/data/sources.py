@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from camtl.data.splits import task_folder_problem
 from camtl.errors import UsageError
 from camtl.tasks import TASKS
 
@@ -28,6 +29,10 @@ def task_data_dir(task: str, data_dirs: list[str | Path] | None) -> Path:
         return dirs[0]
     holding = [d for d in dirs if (d / folder).is_dir()]
     if not holding:
+        for data_dir in dirs:  # glue/RTE among them, for glue
+            problem = task_folder_problem(data_dir, task)
+            if problem:
+                raise UsageError(f"task '{task}': {problem}")
         searched = " ".join(str(d) for d in dirs)
         raise UsageError(
             f"task '{task}': no --data_dir holds its folder {folder} (searched {searched}):"

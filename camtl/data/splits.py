@@ -43,14 +43,39 @@ def is_declared(task: str) -> bool:
 def require_split(data_dir: str | Path, task: str, split: str, needed_by: str) -> Path:
     """The split's path, or a UsageError naming the missing file and how to get it."""
     path = split_path(data_dir, task, split)
-    if not split_exists(data_dir, task, split):
-        fix = (
-            f"fix files.{split} of task '{task}' in --task_file"
-            if is_declared(task)
-            else f"get GLUE with `{DOWNLOAD_HINT}`"
-        )
-        raise UsageError(f"{needed_by} needs {path}, which does not exist: {fix}")
-    return path
+    if split_exists(data_dir, task, split):
+        return path
+    if is_declared(task):
+        fix = f"fix files.{split} of task '{task}' in --task_file"
+    else:
+        fix = task_folder_problem(data_dir, task)
+        if fix:
+            raise UsageError(fix)
+        fix = f"get GLUE with `{DOWNLOAD_HINT}`"
+    raise UsageError(f"{needed_by} needs {path}, which does not exist: {fix}")
+
+
+def task_folder_problem(data_dir: str | Path, task: str | None = None) -> str | None:
+    """The message when ``data_dir`` is a task's own folder (glue/RTE) rather than the folder that holds
+    the tasks' folders (glue): it has a task folder's name, or holds ``task``'s split files directly."""
+    data_dir, resolved = Path(data_dir), Path(data_dir).resolve()
+    for spec in TASKS.values():
+        parts = Path(spec.folder).parts  # SuperGLUE/BoolQ: two levels
+        if parts and [p.lower() for p in resolved.parts[-len(parts) :]] == [p.lower() for p in parts]:
+            as_given = ".." not in data_dir.parts and len(data_dir.parts) >= len(parts)  # glue/RTE -> glue
+            parent = (data_dir if as_given else resolved).parents[len(parts) - 1]
+            return f"--data_dir {data_dir} is the {spec.folder} folder itself: pass its parent {parent}"
+    if task is not None and not is_declared(task):
+        spec = TASKS[task]
+        here = [
+            f.filename for f in (spec.train, spec.dev, spec.test) if f and (data_dir / f.filename).exists()
+        ]
+        if here:
+            return (
+                f"--data_dir {data_dir} holds {', '.join(here)} itself, not in a {spec.folder} folder:"
+                f" move the files into {data_dir / spec.folder}, or pass the folder that holds {spec.folder}/"
+            )
+    return None
 
 
 def _read_lines(path: Path) -> list[str | UnicodeDecodeError]:

@@ -1,6 +1,7 @@
 """Tasks: their definitions (spec.py), the GLUE rows (glue.py), the other built-ins (builtin.py), the
-table and its lookups (registry.py), task files (task_file.py; ``python -m camtl.tasks.task_file``) and a
-run's task plan (plan.py).
+table and its lookups (registry.py), task files (task_file.py; ``python -m camtl.tasks.task_file``), the
+checks across a task file's tasks, their names and shared heads (declared.py), and a run's task plan
+(plan.py).
 
 Imports: camtl.errors only; never camtl.data, camtl.model, camtl.training, camtl.bench or camtl.api
 (tests/test_layout.py).
@@ -9,6 +10,7 @@ Imports: camtl.errors only; never camtl.data, camtl.model, camtl.training, camtl
 from camtl.tasks.glue import TRAINABLE_TASKS
 from camtl.tasks.registry import (
     PRIMARY_METRIC,
+    SUMMARY_KEYS,
     TASKS,
     canonical_task_name,
     evaluation_tasks,
@@ -22,6 +24,7 @@ from camtl.tasks.spec import TASK_TYPES, SplitFormat, Task
 
 __all__ = [
     "PRIMARY_METRIC",
+    "SUMMARY_KEYS",
     "TASKS",
     "TASK_TYPES",
     "TRAINABLE_TASKS",

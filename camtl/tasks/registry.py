@@ -15,6 +15,10 @@ TASKS: dict[str, Task] = {task.name: task for task in (*GLUE_TASKS, *BUILTIN_TAS
 _BUILTIN = frozenset(TASKS)
 _ALIASES: dict[str, str] = dict(GLUE_ALIASES) | {alias: t.name for t in BUILTIN_TASKS for alias in t.aliases}
 
+# The keys eval_results.json keeps for its own summary beside the tasks' scores (camtl.training.metrics):
+# a task of that name would have its scores overwritten there, so no task may take one.
+SUMMARY_KEYS = ("glue_average", "glue_average_with_wnli", "average")
+
 # The primary metric of each GLUE task as the leaderboard scores it.
 PRIMARY_METRIC: dict[str, str] = {
     task.name: task.primary_metric for task in GLUE_TASKS if task.primary_metric
@@ -30,16 +34,28 @@ def register(task: Task) -> None:
     TASKS[task.name] = task
 
 
-def register_saved(task: Task) -> None:
-    """A task from a checkpoint: registered when unknown; a known one must still have its type and labels."""
+def register_saved(task: Task, task_file: str | None = None) -> None:
+    """A task from a checkpoint: registered when unknown; a known one must still have its type and labels.
+
+    ``task_file``: the --task_file whose tasks were registered just before, named when one of them is the
+    task that differs (the checkpoint's own definition is what its head was trained on)."""
     known = TASKS.get(task.name)
     if known is None:
         register(task)
-    elif (known.type, known.labels) != (task.type, task.labels):
+        return
+    if (known.type, known.labels) == (task.type, task.labels):
+        return
+    saved = f"the checkpoint's task '{task.name}' ({task.type}, labels {list(task.labels)})"
+    if task.name in _BUILTIN or task_file is None:
         raise UsageError(
-            f"the checkpoint's task '{task.name}' ({task.type}, labels {list(task.labels)}) is not this"
-            f" camtl's ({known.type}, labels {list(known.labels)}): rename the task in its task file"
+            f"{saved} is not this camtl's ({known.type}, labels {list(known.labels)}): it was trained with"
+            " another definition of the task: predict with the camtl that trained it, or train afresh"
         )
+    raise UsageError(
+        f"{saved} differs from task '{task.name}' of --task_file {task_file} ({known.type}, labels"
+        f" {list(known.labels)}): drop --task_file (the checkpoint carries its tasks), or restore the"
+        " labels the checkpoint was trained with"
+    )
 
 
 def known_name(name: str) -> str | None:

@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from camtl.errors import UsageError
-from camtl.tasks.registry import TASKS, builtin_name
+from camtl.tasks.declared import checked_names_and_heads
 from camtl.tasks.spec import TASK_TYPES, SplitFormat, Task
 
 METRICS = {
@@ -54,6 +54,8 @@ EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv",
 FILE_FORMATS = ("jsonl", "csv", "tsv", "conll", "text", "dataset")
 # A task's name becomes part of file names (the feature cache, predictions/<task>.jsonl): no separators.
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# Where a message sends the reader for the format (run.py --help does not describe task files).
+REFERENCE = "python -m camtl.tasks.task_file prints the format, docs/task-files.md explains it"
 Text = Annotated[StrictStr, Field(min_length=1)]
 Label = StrictStr | StrictInt  # YAML reads 0 and 1 as numbers: they stand for "0" and "1"
 
@@ -99,7 +101,9 @@ class TaskEntry(_Strict):
     metric: Text | None = Field(None, description="the task's score")
     metrics: Text | list[Text] | None = Field(None, description="several metrics, the first is the score")
     loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="a number >= 0")
-    head: Text | None = Field(None, description="share the output head of another task")
+    head: Text | None = Field(
+        None, description="evaluate and predict with the head of another task (same type and labels)"
+    )
 
     @field_validator("name", "head")
     @classmethod
@@ -136,10 +140,14 @@ FIXES = {
 
 
 def _read(path: Path):
+    if path.is_dir():
+        raise UsageError(f"--task_file {path} is a directory: pass the YAML or JSON task file in it")
     if not path.is_file():
         raise UsageError(f"--task_file {path} does not exist: pass a YAML or JSON task file")
     try:
         text = path.read_text(encoding="utf-8")
+        if not text.strip():  # JSON cannot parse it, YAML reads it as nothing: one answer for both
+            return None
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
         reason = str(error).replace("\n", " ")
@@ -169,7 +177,7 @@ def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
     if first["type"] == "extra_forbidden":
         known = sorted((NESTED.get(keys[-2]) if len(keys) > 1 else None or TaskEntry).model_fields)
         return UsageError(f"{where} unknown key '{key}': use {', '.join(known)}")
-    fix = FIXES.get(keys[0] if keys else "tasks", "see python -m camtl.tasks.task_file")
+    fix = FIXES.get(keys[0] if keys else "tasks", f"follow the format ({REFERENCE})")
     if first["type"] == "missing" or (keys == ["name"] and not str(first.get("input", "")).strip()):
         return UsageError(f"{where} key '{key}' is missing: {fix}")
     value = scope
@@ -185,10 +193,10 @@ def load_task_file(path: str | Path) -> list[Task]:
     """The tasks a task file declares, checked against the schema, then key by key for their type."""
     path = Path(path)
     content = _read(path)
+    if content is None:  # an empty file, or YAML of comments only
+        raise UsageError(f"{path} is empty: declare your tasks under 'tasks' ({REFERENCE})")
     if not isinstance(content, dict) or not isinstance(content.get("tasks"), list) or not content["tasks"]:
-        raise UsageError(
-            f"{path}: expected a mapping with a non-empty list under 'tasks' (see python run.py --help)"
-        )
+        raise UsageError(f"{path}: expected a mapping with a non-empty list under 'tasks' ({REFERENCE})")
     try:
         parsed = TaskFile.model_validate(content)
     except ValidationError as error:
@@ -199,22 +207,7 @@ def load_task_file(path: str | Path) -> list[Task]:
     duplicate = next((name for name in names if names.count(name) > 1), None)
     if duplicate:
         raise UsageError(f"{path}: task '{duplicate}' is declared twice: give each task its own name")
-    for task in tasks:
-        _check_names(task, names, f"{path}: task '{task.name}'")
-    return tasks
-
-
-def _check_names(task: Task, declared: list[str], where: str) -> None:
-    """A declared name may not be a built-in task's name or alias (the built-in would win the lookup);
-    a head names a declared or a known task."""
-    built_in = builtin_name(task.name)
-    if built_in is not None and TASKS[built_in] != task:
-        alias = "" if built_in == task.name else f" (an alias of {built_in})"
-        raise UsageError(f"{where}: '{task.name}' is already a built-in task{alias}: rename yours")
-    if task.head not in declared and builtin_name(task.head) is None:
-        raise UsageError(
-            f"{where}: key 'head' is '{task.head}', no such task: name a declared or built-in task"
-        )
+    return checked_names_and_heads(tasks, path)
 
 
 def _task(entry: TaskEntry, base: Path, where: str) -> Task:
@@ -237,7 +230,7 @@ def _task(entry: TaskEntry, base: Path, where: str) -> Task:
         type=kind,
         label_range=tuple(label_range) if label_range else None,
         loss_weight=entry.loss_weight,
-        label_names=tuple(map(str, entry.label_names)) if entry.label_names else None,
+        label_names=_label_names(entry, labels, where),
         **_splits(entry, kind, base, where),
     )
 
@@ -248,9 +241,32 @@ def _labels(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
         if labels:
             raise UsageError(f"{where}: key 'labels' does not apply to {kind}: drop it")
         return ()
-    if labels is None or len(labels) < 2 or len(set(map(str, labels))) != len(labels):
+    texts = [str(label) for label in labels or ()]
+    twice = next((label for label in texts if texts.count(label) > 1), None)
+    if twice is not None:  # YAML's 0 and '0' are the same label too
+        raise UsageError(f"{where}: key 'labels' lists {twice!r} twice: list each label once")
+    if len(texts) < 2:
         raise UsageError(f"{where}: key 'labels' is {labels!r}: list at least two distinct labels")
-    return tuple(str(label) for label in labels)
+    return tuple(texts)
+
+
+def _label_names(entry: TaskEntry, labels: tuple[str, ...], where: str) -> tuple[str, ...] | None:
+    """``label_names[i]`` is the label a raw value ``i`` in the files stands for: an order of the labels."""
+    if entry.label_names is None:
+        return None
+    if entry.type not in ("classification", "multiple_choice"):  # only their labels may be raw numbers
+        raise UsageError(f"{where}: key 'label_names' does not apply to {entry.type}: drop it")
+    names = [str(name) for name in entry.label_names]
+    fix = f"list each of {list(labels)} once, in the order of the raw values 0, 1, ..."
+    if len(names) != len(labels):
+        raise UsageError(f"{where}: key 'label_names' has {len(names)} names for {len(labels)} labels: {fix}")
+    unknown = next((name for name in names if name not in labels), None)
+    if unknown is not None:
+        raise UsageError(f"{where}: key 'label_names' has {unknown!r}, which is not in labels: {fix}")
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise UsageError(f"{where}: key 'label_names' lists {twice!r} twice: {fix}")
+    return tuple(names)
 
 
 def _metrics(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
