@@ -20,7 +20,7 @@ from seqeval import metrics as seqeval_metrics
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from camtl.errors import UsageError
-from camtl.tasks import TASKS, canonical_task_name
+from camtl.tasks import SUMMARY_KEYS, TASKS, canonical_task_name
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def summarize(results: dict[str, dict]) -> dict:
     return summary
 
 
-AVERAGES = ("glue_average", "glue_average_with_wnli", "average")
+AVERAGES = SUMMARY_KEYS  # the summary keys of eval_results.json, which no task may be named
 
 
 def selection_score(results: dict) -> float:
