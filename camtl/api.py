@@ -29,8 +29,8 @@ from camtl.data.sources import task_data_dir
 from camtl.data.splits import SPLITS
 from camtl.errors import UsageError
 from camtl.model import CaMtlModel, load_model, load_tokenizer
-from camtl.tasks import TASKS, canonical_task_name, evaluation_tasks, register, resolve_tasks
-from camtl.tasks.task_file import load_task_file
+from camtl.tasks import TASKS, canonical_task_name, evaluation_tasks
+from camtl.tasks.plan import plan_tasks
 from camtl.training.evaluation import evaluate_tasks
 from camtl.training.sampling import SAMPLERS, build_sampler
 
@@ -83,12 +83,7 @@ def load_tasks(names: str | list[str] | None = None, task_file: str | Path | Non
     all of GLUE without one); a task file's tasks are registered first."""
     if names is not None:
         names = _listed("load_tasks", "names", names, '["rte", "mrpc"]')
-    declared = []
-    if task_file is not None:
-        for task in load_task_file(task_file):
-            register(task)
-            declared.append(task.name)
-    return resolve_tasks(names or declared or None)
+    return plan_tasks(names, None if task_file is None else str(task_file), saved={}).trained
 
 
 def build(
