@@ -174,6 +174,9 @@ def summarize(records: list[dict], order: list[str] | None = None) -> dict[str, 
             "percent_data_used": statistics.mean(used) if used else None,
             "examples_seen": statistics.mean(r["examples_seen"] for r in runs),
             "train_minutes": statistics.mean(r["train_runtime"] for r in runs) / 60,
+            "cpus": sorted(
+                {c for r in runs for c in ([r["cpu"]] if isinstance(r["cpu"], str) else r["cpu"])}
+            ),
             "cpu_hours": sum(r["cpu_seconds"] for r in runs) / 3600,
         }
     return summary
@@ -222,6 +225,7 @@ def format_contenders(summary: dict[str, dict], floor: dict[str, float] | None) 
         "% data used",
         "examples seen",
         "train min/run",
+        "CPU (times compare within one)",
     ]
     rows = []
     if floor:
@@ -236,6 +240,7 @@ def format_contenders(summary: dict[str, dict], floor: dict[str, float] | None) 
                 "0",
                 "-",
                 "1,000 per task",
+                "-",
                 "-",
             ]
         )
@@ -257,6 +262,7 @@ def format_contenders(summary: dict[str, dict], floor: dict[str, float] | None) 
                 used,
                 f"{row['examples_seen']:,.0f}",
                 f"{row['train_minutes']:.1f}",
+                ", ".join(row["cpus"]),
             ]
         )
     return markdown_table(header, rows)
