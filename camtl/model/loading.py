@@ -209,7 +209,7 @@ def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, opt
         raise UsageError(
             f"'{weights}' cannot be read ({error}): the checkpoint is damaged, use another one"
         ) from None
-    model, info = CaMtlModel.from_pretrained(path, config=config, output_loading_info=True)
+    model, info = _pretrained(CaMtlModel, str(path), config=config)  # no progress bar: a check follows
     problems = info["missing_keys"] or info["unexpected_keys"] or [key for key, *_ in info["mismatched_keys"]]
     if problems:
         raise UsageError(
