@@ -129,13 +129,20 @@ def settings_of(*flags: str, model_args_class=ModelArguments) -> tuple[dict, dic
         (["--layout", "large"], "--layout None (now large)"),
         (["--task_sampling", "uniform"], "--task_sampling proportional (now uniform)"),
         (["--per_device_train_batch_size", "8"], "--per_device_train_batch_size 32 (now 8)"),
-        (["--bf16"], "--bf16 False (now True)"),
     ],
 )
 def test_a_resume_that_changes_a_defining_setting_is_refused_naming_it(flags, named):
     recorded, defaults = settings_of()
     current, _ = settings_of(*flags)
     with pytest.raises(UsageError, match=rf"was trained with .*{named.replace('(', '.').replace(')', '.')}"):
+        compare_settings("ckpt", recorded, current, defaults)
+
+
+def test_a_resume_at_another_precision_is_refused_on_any_cpu():
+    recorded, defaults = settings_of("--precision", "fp32")
+    # what --precision auto resolves to on a CPU where bf16 pays (on this one it may resolve to fp32)
+    current = {**recorded, "precision": "bf16", "bf16": True}
+    with pytest.raises(UsageError, match=r"was trained with .*--bf16 False .now True."):
         compare_settings("ckpt", recorded, current, defaults)
 
 
