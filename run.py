@@ -16,8 +16,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, set_seed
 from transformers import logging as hf_logging
+from transformers import set_seed
 
 from camtl.data.collation import Masking, MultiTaskCollator
 from camtl.data.features import default_cache_dir, load_features
@@ -32,13 +32,14 @@ from camtl.model import (
     load_tokenizer,
     parameter_report,
     parse_layer_range,
+    read_saved_config,
 )
 from camtl.tasks import TASKS
 from camtl.tasks.plan import TaskPlan, plan_tasks
 from camtl.training.allocator import retain_freed_memory
-from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+from camtl.training.arguments import CaMtlTrainingArguments, DataArguments
 from camtl.training.checkpoints import check_explicit, choose_latest
-from camtl.training.config_file import config_file_to_flags
+from camtl.training.command_line import parse_arguments
 from camtl.training.evaluation import predict_tasks
 from camtl.training.filesystem import check_writable, redirect_outputs, results_dir, writing_results
 from camtl.training.metrics import format_results_table, selection_score
@@ -53,42 +54,6 @@ from camtl.training.trainer import CaMtlTrainer
 logger = logging.getLogger("camtl")
 
 DEFAULT_MAX_SEQ_LENGTH = 128
-
-
-class ArgumentParser(HfArgumentParser):
-    """HfArgumentParser whose errors are one line and exit code 2, like every other bad input."""
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see python run.py --help)")
-
-
-def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaMtlTrainingArguments]:
-    if argv and argv[0].endswith(".json") and len(argv) > 1:
-        raise UsageError(
-            f"a config file takes no other flags: move {argv[1]} into {argv[0]} or pass every flag"
-            " on the command line"
-        )
-    parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))
-    if argv and argv[0].endswith(".json"):
-        argv = config_file_to_flags(Path(argv[0]), parser)
-    try:
-        *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    except ValueError as error:  # TrainingArguments' own checks
-        raise UsageError(str(error).splitlines()[0]) from None
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    return tuple(parsed)
-
-
-def saved_model_config(model_name_or_path: str) -> dict:
-    """The config of a camtl checkpoint (its tasks and max_seq_length are the defaults when predicting from
-    it); empty for anything else."""
-    config_file = Path(model_name_or_path) / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return {}  # not a readable checkpoint: load_model says why
-    return config if isinstance(config, dict) and config.get("model_type") == "camtl" else {}
 
 
 def resolve_resume(model_args, data_args, args: CaMtlTrainingArguments, settings: dict) -> Path | None:
@@ -119,6 +84,13 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
                     f"{path} has no usable training row (no rows, or every row is malformed): {fix}"
                 )
     if args.do_eval or args.eval_strategy != "no":
+        if not plan.evaluated:
+            strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
+            flag = "--do_eval" if strategy == "no" else f"--eval_strategy {strategy}"
+            raise UsageError(
+                f"{flag}: no task of this run has a dev split ({', '.join(plan.trained)}): add one"
+                " (files.dev in the task file), or drop the flag"
+            )
         for task in plan.evaluated:
             data_dir = task_data_dir(task, data_args.data_dir)
             require_split(data_dir, task, "dev", needed_by="--do_eval")
@@ -159,8 +131,13 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
             raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
         if not any(data_dir.iterdir()):
             raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
+    model_args.model_options()  # --task_weights names known tasks with finite weights
     check_writable("--output_dir", Path(args.output_dir))
     check_writable("--features_cache_dir", Path(data_args.features_cache_dir or default_cache_dir()))
+    if "tensorboard" in args.report_to:
+        check_writable("--logging_dir", Path(args.logging_dir))
+    if args.do_train:
+        check_model_outside_output(model_args.model_name_or_path, Path(args.output_dir))
     resume = resolve_resume(model_args, data_args, args, settings) if args.do_train else None
     output_dir = Path(args.output_dir)
     if (
@@ -175,6 +152,16 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
         )
     check_data_files(data_args, args, plan)
     return resume
+
+
+def check_model_outside_output(model_name_or_path: str, output_dir: Path) -> None:
+    """Training replaces --output_dir: the model it starts from must not lie in it."""
+    model_dir = Path(model_name_or_path).expanduser().resolve()
+    if model_dir.is_dir() and model_dir.is_relative_to(output_dir.resolve()):
+        raise UsageError(
+            f"--model_name_or_path {model_name_or_path} lies in --output_dir {output_dir}, which training"
+            " replaces: choose another --output_dir (or copy the model elsewhere first)"
+        )
 
 
 def collators(tokenizer, data_args: DataArguments) -> tuple[MultiTaskCollator, MultiTaskCollator]:
@@ -206,7 +193,7 @@ def main(argv: list[str] | None = None) -> CaMtlTrainer:
     )
     hf_logging.set_verbosity_warning()
 
-    saved = saved_model_config(model_args.model_name_or_path)
+    saved = read_saved_config(model_args.model_name_or_path)
     plan = plan_tasks(data_args.tasks, data_args.task_file, saved, training=args.do_train)
     if data_args.max_seq_length is None:  # predicting from a checkpoint needs no --max_seq_length
         data_args.max_seq_length = saved.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)

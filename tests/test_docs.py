@@ -103,7 +103,7 @@ def run(module: str, args: list[str], cwd: Path, parse_only: bool = False) -> No
 
 def check_python(args: list[str], document: str, cwd: Path) -> None:
     """Runs `python ARGS`, or parses its flags where running it needs the hub or hours."""
-    from run import parse_arguments
+    from camtl.training.command_line import parse_arguments
 
     module, rest = (args[1], args[2:]) if args[0] == "-m" else (args[0], args[1:])
     if module == "run.py" and rest[0].endswith(".json"):

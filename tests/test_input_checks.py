@@ -13,7 +13,7 @@ import camtl.data.features
 from camtl.data.features import load_features
 from camtl.data.splits import check_data_dir, read_split
 from camtl.errors import UsageError
-from run import parse_arguments
+from camtl.training.command_line import parse_arguments
 
 BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--report_to", "none"]
 
@@ -36,7 +36,7 @@ BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--
         (["--eval_delay", "-1"], "--eval_delay must be a finite number >= 0"),
         (["--max_steps", "-5"], "--max_steps must be positive"),
         (["--logging_steps", "0"], "--logging_steps must be positive"),
-        (["--eval_steps", "2.5"], "--eval_steps must be a whole number of steps above 1, got 2.5"),
+        (["--eval_strategy", "steps", "--eval_steps", "2.5"], "--eval_steps must be a whole number of steps"),
         (["--save_steps", "nan"], "--save_steps must be positive"),
         (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be 0 or more"),
         (["--eval_accumulation_steps", "0"], "--eval_accumulation_steps must be positive"),
@@ -165,7 +165,7 @@ def test_every_flag_the_troubleshooting_page_names_exists():
     from pathlib import Path
 
     from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
-    from run import ArgumentParser
+    from camtl.training.command_line import ArgumentParser
 
     section = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text()
     parser = ArgumentParser((ModelArguments, DataArguments, CaMtlTrainingArguments))

@@ -85,6 +85,7 @@ def test_json_config_and_legacy_flags(tiny_bert, tmp_path):
     flags = common_flags(tiny_bert, tmp_path)
     config = {flags[i].lstrip("-"): flags[i + 1] for i in range(0, len(flags), 2)}
     config = {key: str(value) if isinstance(value, Path) else value for key, value in config.items()}
+    del config["per_device_train_batch_size"]  # given with its old name below
     config.update(
         do_train=True, do_eval=True, max_steps=3, tasks=["rte", "SST-2"], per_gpu_train_batch_size=2,
         fp16_opt_level="O1", task_sampling="sequential", save_steps=100,

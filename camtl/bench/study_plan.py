@@ -171,27 +171,17 @@ def check_runs(
     range, a zero batch size, ...), the sampler is resolved and the model options are checked against the
     layout, as run.py and load_model do, and the sequence length must fit the backbone's positions. A
     setting run.py would refuse then stops the study before study.json binds its folder to it."""
-    from transformers import HfArgumentParser
-
     from camtl.model.configuration import check_options_apply
     from camtl.model.loading import position_limit
-    from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
+    from camtl.training.command_line import parse_arguments
 
-    class Parser(HfArgumentParser):
-        def error(self, message: str):
-            raise UsageError(message)
-
-    parser = Parser((ModelArguments, DataArguments, CaMtlTrainingArguments))
     logging_dir = os.environ.get("TENSORBOARD_LOGGING_DIR")  # the training arguments set it
     for seed, name in queue(seeds, names):
         contender = CONTENDERS[name]
         task = settings.tasks[0] if contender.single_task else None
         flags = run_flags(contender, settings, seed, work_dir / f"{name}-seed{seed}", cache_dir, task=task)
         try:
-            try:
-                model_args, data_args, _ = parser.parse_args_into_dataclasses(args=flags)
-            except ValueError as error:  # TrainingArguments' own checks
-                raise UsageError(str(error).splitlines()[0]) from None
+            model_args, data_args, _ = parse_arguments(flags)
             data_args.resolve_sampler()
             check_options_apply(model_args.layout or "none", model_args.model_options())
         except UsageError as error:

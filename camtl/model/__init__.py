@@ -18,7 +18,7 @@ Imports: camtl.errors and camtl.tasks only; never camtl.data, camtl.training, ca
 
 from camtl.model.configuration import CaMtlConfig, LayerRole, layer_roles
 from camtl.model.freezing import format_layer_map, freeze_encoder_layers, parse_layer_range
-from camtl.model.loading import encoder_layer_count, load_model, load_tokenizer
+from camtl.model.loading import encoder_layer_count, load_model, load_tokenizer, read_saved_config
 from camtl.model.modeling import CaMtlModel, CaMtlOutput
 from camtl.model.report import format_parameter_report, parameter_report
 
@@ -36,4 +36,5 @@ __all__ = [
     "load_tokenizer",
     "parameter_report",
     "parse_layer_range",
+    "read_saved_config",
 ]

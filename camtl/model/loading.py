@@ -43,11 +43,53 @@ def _read_config(path: Path) -> dict:
             " pass a checkpoint directory, a backbone directory or a model name such as CA-MTL-mini"
         )
     try:
-        return json.loads(config_file.read_text())
+        config = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(
             f"'{config_file}' is not valid JSON: the checkpoint is damaged, save it again"
         ) from None
+    if not isinstance(config, dict):
+        raise UsageError(
+            f"'{config_file}' holds a JSON {type(config).__name__}, not an object of config fields:"
+            " restore the config.json saved with the model"
+        )
+    if config.get("model_type") == "camtl":
+        _check_checkpoint_fields(config_file, config)
+    return config
+
+
+# A camtl checkpoint's config fields that run.py reads before the model is built -> (type, what it holds).
+_CHECKPOINT_FIELDS = {
+    "tasks": (list, "a list of task names"),
+    "task_specs": (dict, "an object of task definitions"),
+    "max_seq_length": (int, "a whole number of tokens"),
+    "layout": (str, "a layout name"),
+    "backbone": (dict, "the backbone's config object"),
+}
+
+
+def _check_checkpoint_fields(config_file: Path, config: dict) -> None:
+    for key, (kind, holds) in _CHECKPOINT_FIELDS.items():
+        value = config.get(key)
+        well_formed = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is list and well_formed:
+            well_formed = bool(value) and all(isinstance(item, str) for item in value)
+        if value is not None and not well_formed:
+            raise UsageError(
+                f"'{config_file}': {key!r} must be {holds}, got {json.dumps(value)[:60]}:"
+                " the checkpoint is damaged, use another one"
+            )
+
+
+def read_saved_config(model_name_or_path: str) -> dict:
+    """The config of a camtl checkpoint directory, checked (its tasks and max_seq_length are a run's
+    defaults when predicting from it); empty for anything else: loading the model says what else is
+    wrong."""
+    path = Path(resolve(model_name_or_path)[0]).expanduser()
+    if not (path / "config.json").is_file():
+        return {}
+    config = _read_config(path)
+    return config if config.get("model_type") == "camtl" else {}
 
 
 def usable_positions(config: PretrainedConfig) -> int:
@@ -92,12 +134,19 @@ def _load_backbone(location: str, local: bool, max_seq_length: int) -> torch.nn.
         family_of(_read_config(Path(location)).get("model_type"))
         try:
             _check_positions(AutoConfig.from_pretrained(location), max_seq_length)
-            backbone, info = load()
+            backbone, info = load(ignore_mismatched_sizes=True)  # reported below, with the fix
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0]
             raise UsageError(
                 f"cannot load the backbone weights in '{location}' ({reason}): check the directory"
             ) from None
+        if info["mismatched_keys"]:
+            key, saved_shape, config_shape = sorted(info["mismatched_keys"])[0]
+            raise UsageError(
+                f"the weights in '{location}' do not fit its config.json ({len(info['mismatched_keys'])}"
+                f" tensors, e.g. {key}: {list(saved_shape)} saved, {list(config_shape)} by the config):"
+                " restore the config.json saved with these weights"
+            )
     else:
         config = from_hub(lambda **kwargs: AutoConfig.from_pretrained(location, **kwargs), location)
         family_of(config.model_type)

@@ -18,6 +18,7 @@ from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
+from camtl.tasks import canonical_task_name
 from camtl.training.flag_checks import check_training_numbers
 from camtl.training.precision import PRECISIONS, choose_precision
 from camtl.training.sampling import SAMPLERS
@@ -101,7 +102,10 @@ def _task_weight(spec: str) -> tuple[str, float]:
     # Checked here, before the model loads: an infinite weight would surface as a diverged loss mid-run.
     if not (math.isfinite(value) and value >= 0):
         raise UsageError(f"--task_weights {spec!r}: a weight must be a finite number >= 0, e.g. sst-2=0.5")
-    return task.strip(), value
+    try:
+        return canonical_task_name(task.strip()), value
+    except UsageError as error:
+        raise UsageError(f"--task_weights {spec!r}: {error}") from None
 
 
 # Sampler options: option -> (the samplers that read it, how to choose one of them).
