@@ -143,6 +143,8 @@ def format_report(result: dict) -> str:
     lines = [
         "# Precision on this CPU: fp32 and bf16", "",
         f"CPU: {result['cpu']}; native-bf16 flags PyTorch reports: {flags}; torch {result['torch']}.", "",
+        *([] if result["native_bf16_flags"] else [
+            "This CPU has no native bf16: every bf16 column below is what emulating it costs here.", ""]),
         "GEMM (square matmul), GFLOP/s:", "",
         *gemm_markdown(result["gemm"]), "",
     ]  # fmt: skip
@@ -183,9 +185,12 @@ def format_report(result: dict) -> str:
 
 
 def cpu_slug() -> str:
-    """This CPU's model name as a file name: ``Intel(R) Xeon(R) Processor`` -> ``intel-xeon-processor``."""
+    """This CPU's model name and the vector ISA PyTorch uses on it, as a file name: ``Intel(R) Xeon(R)
+    Processor`` with AVX-512 -> ``intel-xeon-processor-avx512``. One model name covers CPUs with and
+    without AVX-512 (both AMD EPYC here), whose bf16 answers differ."""
     name = re.sub(r"\((r|tm)\)", "", this_cpu().name.lower())
-    return re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "cpu"
+    isa = torch.backends.cpu.get_cpu_capability().lower()
+    return "-".join(re.sub(r"[^a-z0-9]+", "-", part).strip("-") for part in (name or "cpu", isa))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
