@@ -29,7 +29,7 @@ BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--
         (["--adam_beta1", "1.5"], r"--adam_beta1 must be in \[0, 1\)"),
         (["--adam_beta2", "nan"], r"--adam_beta2 must be in \[0, 1\)"),
         (["--adam_epsilon=-1e-8"], "--adam_epsilon must be a finite number > 0"),
-        (["--label_smoothing_factor", "1"], r"--label_smoothing_factor must be in \[0, 1\)"),
+        (["--label_smoothing_factor", "0.1"], "--label_smoothing_factor 0.1 is a Trainer option that camtl"),
         (["--warmup_steps", "nan"], "--warmup_steps must be a number of steps >= 0"),
         (["--warmup_proportion", "nan"], r"--warmup_proportion must be in \[0, 1\)"),
         (["--num_train_epochs", "nan"], "--num_train_epochs must be a finite number of epochs"),
@@ -39,7 +39,9 @@ BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--
         (["--eval_strategy", "steps", "--eval_steps", "2.5"], "--eval_steps must be a whole number of steps"),
         (["--save_steps", "nan"], "--save_steps must be positive"),
         (["--dataloader_num_workers", "-1"], "--dataloader_num_workers must be 0 or more"),
-        (["--eval_accumulation_steps", "0"], "--eval_accumulation_steps must be positive"),
+        (["--eval_accumulation_steps", "4"], "--eval_accumulation_steps 4 is a Trainer option that camtl"),
+        (["--metric_for_best_model", "eval_rte"], "--metric_for_best_model eval_rte is a Trainer option"),
+        (["--eval_do_concat_batches", "false"], "--eval_do_concat_batches false is a Trainer option"),
     ],
 )
 def test_every_numeric_training_flag_is_checked_naming_it(flags, message):

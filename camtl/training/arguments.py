@@ -19,7 +19,7 @@ from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
 from camtl.tasks import canonical_task_name
-from camtl.training.flag_checks import check_training_numbers
+from camtl.training.flag_checks import check_options_camtl_applies, check_training_numbers
 from camtl.training.precision import PRECISIONS, choose_precision
 from camtl.training.sampling import SAMPLERS
 
@@ -321,6 +321,7 @@ class CaMtlTrainingArguments(TrainingArguments):
             seed = getattr(self, name)
             if seed is not None and not 0 <= seed < 2**32:  # numpy's seed range
                 raise UsageError(f"--{name} must be in 0..{2**32 - 1}, got {seed}")
+        check_options_camtl_applies(self)
         check_training_numbers(self)
         self._choose_precision()
         super().__post_init__()

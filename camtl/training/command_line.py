@@ -17,6 +17,7 @@ from transformers import HfArgumentParser
 from camtl.errors import UsageError
 from camtl.training.arguments import CaMtlTrainingArguments, DataArguments, ModelArguments
 from camtl.training.config_file import config_file_to_flags
+from camtl.training.flag_checks import shown_value
 
 # An old flag (the authors' README, an older transformers) -> the flag that now says the same thing.
 _SAME_SETTING = {
@@ -67,40 +68,32 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[set[str], 
     return {name for name in named if hasattr(values, name)}, values
 
 
-def _plain(value) -> object:
-    """A parsed value as the user wrote it: an enum member (IntervalStrategy.STEPS) as its string, a switch
-    as true / false, 5.0 as 5."""
-    value = getattr(value, "value", value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
 def check_flag_conflicts(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     """Refuse two given flags that set one thing differently, and an interval whose schedule is off."""
     given, values = _given(parser, argv)
     for old, new in _SAME_SETTING.items():
         if {old, new} <= given and getattr(values, old) != getattr(values, new):
             raise UsageError(
-                f"--{old} {_plain(getattr(values, old))} and --{new} {_plain(getattr(values, new))} set the"
-                f" same thing (--{old} is the old name of --{new}): keep one"
+                f"--{old} {shown_value(getattr(values, old))} and --{new} {shown_value(getattr(values, new))}"
+                f" set the same thing (--{old} is the old name of --{new}): keep one"
             )
     if values.evaluate_during_training:  # it means: evaluate every --logging_steps
-        if "eval_strategy" in given and _plain(values.eval_strategy) != "steps":
+        if "eval_strategy" in given and shown_value(values.eval_strategy) != "steps":
             raise UsageError(
                 f"--evaluate_during_training evaluates every --logging_steps, --eval_strategy"
-                f" {_plain(values.eval_strategy)} otherwise: keep one"
+                f" {shown_value(values.eval_strategy)} otherwise: keep one"
             )
         if "eval_steps" in given and values.eval_steps != values.logging_steps:
             raise UsageError(
                 "--evaluate_during_training evaluates every --logging_steps"
-                f" ({_plain(values.logging_steps)}), not --eval_steps {_plain(values.eval_steps)}: keep one"
+                f" ({shown_value(values.logging_steps)}), not --eval_steps"
+                f" {shown_value(values.eval_steps)}: keep one"
             )
         return
     for interval, schedule in _INTERVALS.items():
         changed = interval in given and getattr(values, interval) != parser.get_default(interval)
-        if changed and _plain(getattr(values, schedule)) != "steps":
+        if changed and shown_value(getattr(values, schedule)) != "steps":
             raise UsageError(
-                f"--{interval} {_plain(getattr(values, interval))} has no effect with --{schedule}"
-                f" {_plain(getattr(values, schedule))}: add --{schedule} steps, or drop --{interval}"
+                f"--{interval} {shown_value(getattr(values, interval))} has no effect with --{schedule}"
+                f" {shown_value(getattr(values, schedule))}: add --{schedule} steps, or drop --{interval}"
             )

@@ -1,4 +1,5 @@
-"""Checks of the numeric training flags, each with a message that names the flag.
+"""Checks of the training flags, each with a message that names the flag: the numeric ones, and the
+Trainer options that camtl does not apply.
 
 transformers checks few of them, and some wrong values do not fail at all: ``--max_grad_norm nan`` turns
 clipping off, ``--weight_decay nan`` surfaces as a NaN loss that blames the learning rate, Adam betas
@@ -7,9 +8,57 @@ outside [0, 1) fail inside torch after the model is loaded. Everything here runs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from camtl.errors import UsageError
+
+# Trainer options that camtl's own parts replace -> the part that does not read them.
+_OWN_LOSS = "camtl's task losses are its own (camtl/model/heads.py)"
+_OWN_EVALUATION = "camtl evaluates with its own loop (camtl/training/evaluation.py)"
+_OWN_SELECTION = "camtl picks the best evaluation by its average (eval_history.json names it)"
+_NOT_READ = {
+    "label_smoothing_factor": _OWN_LOSS,
+    "label_names": _OWN_LOSS,
+    "length_column_name": "camtl's task sampler groups the batches (--train_sampling_strategy)",
+    "dataloader_drop_last": "camtl's task sampler makes the training batches",
+    "prediction_loss_only": _OWN_EVALUATION,
+    "include_for_metrics": _OWN_EVALUATION,
+    "batch_eval_metrics": _OWN_EVALUATION,
+    "eval_do_concat_batches": _OWN_EVALUATION,
+    "eval_accumulation_steps": _OWN_EVALUATION,
+    "metric_for_best_model": _OWN_SELECTION,
+    "greater_is_better": _OWN_SELECTION,
+}
+
+
+def shown_value(value) -> object:
+    """A parsed value as the user wrote it: an enum member (IntervalStrategy.STEPS) as its string, a switch
+    as true / false, 5.0 as 5, a list as its words."""
+    value = getattr(value, "value", value)
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def check_options_camtl_applies(args) -> None:
+    """Refuse a Trainer option set away from its default that camtl's own parts never read: it would
+    change nothing without a word."""
+    defaults = {f.name: f.default for f in dataclasses.fields(args) if f.default is not dataclasses.MISSING}
+    defaults |= {
+        f.name: f.default_factory()
+        for f in dataclasses.fields(args)
+        if f.default_factory is not dataclasses.MISSING
+    }
+    for name, reader in _NOT_READ.items():
+        value = getattr(args, name)
+        if value != defaults[name]:
+            raise UsageError(
+                f"--{name} {shown_value(value)} is a Trainer option that camtl does not apply:"
+                f" {reader}; drop it"
+            )
 
 
 def _require(args, name: str, ok, expected: str) -> None:
@@ -42,7 +91,6 @@ def check_training_numbers(args) -> None:
         "a positive number (1: the heads learn at --learning_rate)",
     )
     _require(args, "adam_epsilon", lambda v: v > 0, "a finite number > 0, such as 1e-8")
-    _require(args, "label_smoothing_factor", lambda v: 0 <= v < 1, "in [0, 1)")
     _require(args, "warmup_steps", lambda v: v >= 0, "a number of steps >= 0 (or a fraction below 1)")
     _require(args, "num_train_epochs", lambda v: v >= 0, "a finite number of epochs")
     _require(args, "eval_delay", lambda v: v >= 0, "a finite number >= 0")
@@ -59,8 +107,6 @@ def check_training_numbers(args) -> None:
         )
     if args.dataloader_num_workers < 0:
         raise UsageError(f"--dataloader_num_workers must be 0 or more, got {args.dataloader_num_workers}")
-    if args.eval_accumulation_steps is not None and args.eval_accumulation_steps <= 0:
-        raise UsageError(f"--eval_accumulation_steps must be positive, got {args.eval_accumulation_steps}")
     if args.load_best_model_at_end:
         raise UsageError(
             "--load_best_model_at_end is not supported: camtl picks the best evaluation by GLUE average"
