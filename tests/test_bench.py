@@ -341,6 +341,8 @@ def test_study_writes_records_resumes_and_reports(tiny_bert, tmp_path):
 
     changed = glue_mini(tiny_bert, tmp_path, *contenders, "--max_steps", 6)
     assert changed.returncode == 2 and "other settings" in changed.stderr
+    more_threads = glue_mini(tiny_bert, tmp_path, *contenders, "--threads", 2)  # scheduling, not a setting
+    assert more_threads.returncode == 0 and "2 runs done before, skipped" in more_threads.stdout
 
 
 def test_an_undefined_correlation_counts_as_no_correlation_in_the_study():

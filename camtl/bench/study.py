@@ -136,7 +136,8 @@ def open_study(output: Path, settings: Settings, command: str, report_only: bool
     study = {"settings": dataclasses.asdict(settings), "commands": []}
     if study_file.exists():
         study = read_json(study_file)
-        if study["settings"] != json.loads(json.dumps(dataclasses.asdict(settings))):
+        recorded = {name: value for name, value in study["settings"].items() if name != "threads"}
+        if recorded != json.loads(json.dumps(settings.compared())):
             raise UsageError(
                 f"{output} holds runs made with other settings ({study_file}): pass the same"
                 " options, or another --output"

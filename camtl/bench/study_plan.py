@@ -5,7 +5,7 @@ budgets, and the queue's order."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from camtl.bench.common import GLUE_AVERAGE_TASKS
@@ -82,8 +82,13 @@ class Settings:
     task_sampling: str
     sampling_temperature: float
     logging_steps: int
-    threads: int
+    threads: int  # each run's torch threads: a scheduling choice, recorded per run, never compared
     precision: str  # resolved once (auto chooses by the first machine) and recorded in study.json
+
+    def compared(self) -> dict:
+        """The settings two records must share: all but the thread count (MT-Uncertainty, ~5x a step's
+        cost, runs alone with every core while the others share them)."""
+        return {name: value for name, value in asdict(self).items() if name != "threads"}
 
 
 FULL = {
