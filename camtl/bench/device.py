@@ -24,7 +24,7 @@ from camtl.data.collation import MultiTaskCollator
 from camtl.model import CaMtlConfig, CaMtlModel
 from camtl.tasks import TRAINABLE_TASKS
 from camtl.training.counters import TaskUsage
-from camtl.training.precision import autocast
+from camtl.training.precision import autocast, this_cpu
 from camtl.training.sampling import build_sampler
 from camtl.training.trainer import CaMtlTrainer
 
@@ -201,7 +201,10 @@ def _device_name(device: torch.device) -> str:
 
 
 def measure(shape: Shape, device: torch.device) -> dict:
-    precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
+    if device.type == "cuda":
+        precisions = ["fp32", "bf16", "fp16"]
+    else:  # the CPU path of the check: bf16 only where run.py would allow it
+        precisions = ["fp32", "bf16"] if this_cpu().native_bf16 else ["fp32"]
     return {
         "device": _device_name(device),
         "torch": torch.__version__,
