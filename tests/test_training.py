@@ -9,6 +9,7 @@ import torch
 from camtl.data.collation import MultiTaskCollator, sequence_lengths
 from camtl.data.features import TaskDataset, load_features
 from camtl.model import load_model, load_tokenizer
+from camtl.training import precision
 from camtl.training.arguments import CaMtlTrainingArguments
 from camtl.training.counters import TaskUsage
 from camtl.training.sampling import build_sampler
@@ -120,7 +121,10 @@ def test_train_dataset_tags_examples_with_the_models_task_ids(tiny_bert, tmp_pat
     assert isinstance(trainer.train_dataset.datasets[0], TaskDataset)
 
 
-def test_evaluation_runs_under_the_training_autocast(tiny_bert, tmp_path):
+def test_evaluation_runs_under_the_training_autocast(tiny_bert, tmp_path, monkeypatch):
+    # The autocast path is under test, not this CPU: a CPU without native bf16 refuses --bf16.
+    native = precision.CpuReport("a CPU with native bf16", ("avx512_bf16",))
+    monkeypatch.setattr(precision, "this_cpu", lambda: native)
     model = load_model(str(tiny_bert), ["rte"], layout="base", max_seq_length=32)
     tokenizer = load_tokenizer(str(tiny_bert))
     dev = {"rte": load_features(FIXTURES, "rte", "dev", tokenizer, 32, cache_dir=tmp_path)}

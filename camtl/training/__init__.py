@@ -11,6 +11,7 @@ evaluation.py    dev evaluation and test prediction for every task type
 metrics.py       metrics (GLUE's, seqeval's entity F1, masked-LM accuracy), averages, the results table
 submission.py    GLUE leaderboard files and the other tasks' prediction files
 arguments.py     the command-line dataclasses; flag_checks.py and config_file.py check them
+command_line.py  parse_arguments: flags, a JSON config or both, into the dataclasses, checked
 precision.py     --precision: the choice, the CPU probe, autocast and the trainer's mixed_precision
 checkpoints.py   complete-or-absent checkpoint folders, choosing ``latest``, run identity
 overwrite.py     --overwrite_output_dir: the earlier run kept aside until the new one saves
