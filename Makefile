@@ -11,10 +11,11 @@ OUTPUT_DIR ?= output/camtl-mini-glue
 # sampling, mean pooling and heads at 10x the learning rate (what results/diagnosis/ supports); 17 minutes
 # on a 2-core CPU (results/main-job.txt); then its dev scores against the linear-probe floor (results/probe.md).
 RUN_FLAGS ?= --model_name_or_path CA-MTL-mini --data_dir $(DATA_DIR) --output_dir $(OUTPUT_DIR) \
-	--overwrite_output_dir --do_train --do_eval --precision auto --task_sampling temperature --sampling_temperature 3 \
+	--overwrite_output_dir --do_train --do_eval --precision auto --task_sampling temperature --sampling_temperature 5 \
+	--sampling_weights cola=3 sts-b=1.5 sst-2=0.5 wnli=0.25 \
 	--pooling mean --head_lr_multiplier 10 --freeze_encoder_layers 0-2 --max_seq_length 128 \
-	--per_device_train_batch_size 32 --learning_rate 1e-4 --max_steps 1000 --logging_steps 200 \
-	--save_steps 1000 --max_eval_samples 1000 --seed 12
+	--per_device_train_batch_size 32 --learning_rate 1e-4 --max_steps 1700 --logging_steps 250 \
+	--save_steps 1700 --max_eval_samples 1000 --seed 12
 
 .PHONY: run test lint check-data docs docker-test
 

@@ -132,6 +132,8 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
         if not any(data_dir.iterdir()):
             raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
     model_args.model_options()  # --task_weights names known tasks with finite weights
+    if args.do_train:
+        data_args.sampling_weight_of(list(plan.trained))  # --sampling_weights names trained tasks
     check_writable("--output_dir", Path(args.output_dir))
     check_writable("--features_cache_dir", Path(data_args.features_cache_dir or default_cache_dir()))
     if "tensorboard" in args.report_to:
@@ -304,6 +306,7 @@ def load_data(data_args, args, plan: TaskPlan, tokenizer, sampler_name: str):
             temperature=data_args.sampling_temperature,
             uniform_mt_sampling=data_args.uniform_mt_sampling,
             mtu_scoring_mode=data_args.mtu_scoring_mode,
+            task_weights=data_args.sampling_weight_of(list(train_sets)),
         )
         if args.train_sampling_strategy == "group_by_length":
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))

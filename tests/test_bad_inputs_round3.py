@@ -251,6 +251,18 @@ INAPPLICABLE_OPTIONS = {
         train("--percent_of_max_data_size", "0.5", "--task_sampling", "temperature"),
         "--percent_of_max_data_size 0.5 changes nothing with temperature sampling",
     ),
+    "sampling weights without temperature sampling": Case(
+        train("--sampling_weights", "rte=3"),
+        "--sampling_weights rte=3 changes nothing with proportional sampling: drop it, or add --task_sampl",
+    ),
+    "a sampling weight for a task the run does not train": Case(
+        train("--task_sampling", "temperature", "--sampling_weights", "cola=3"),
+        "--sampling_weights names cola, which this run does not train: name tasks of rte",
+    ),
+    "a sampling weight of 0": Case(
+        train("--task_sampling", "temperature", "--sampling_weights", "rte=0"),
+        "--sampling_weights 'rte=0': a weight must be a finite number > 0",
+    ),
 }
 
 # 8. One setting given twice: an old flag name beside its new one, an interval whose schedule is off.

@@ -97,6 +97,26 @@ def test_margins_flag_the_tasks_below_the_floor_but_not_wnli(tmp_path):
     assert text.endswith("above the floor on 1 of 2 tasks (WNLI not counted)")
 
 
+def test_margins_give_an_accuracys_interval_on_the_rows_it_was_scored_on(tmp_path):
+    path = floor_file(tmp_path)
+    rows = probe.rows_scored(path, 1000)
+    assert rows == {"cola": 1000, "rte": 277, "wnli": 71}
+    results = {"cola": {"score": 0.2}, "rte": {"score": 0.6}, "wnli": {"score": 0.5}}
+    table = {r["task"]: r for r in probe.margins(results, probe.load_floor(path, 1000), rows)}
+    assert "interval" not in table["cola"]  # MCC: no binomial interval
+    low, high = table["rte"]["interval"]
+    assert low < 0.6 < high and 0.10 < high - low < 0.13  # Wilson, 166 of 277 right
+    assert table["wnli"]["interval"][1] - table["wnli"]["interval"][0] > high - low  # fewer rows, wider
+    p, n, z = 166 / 277, 277, 1.959964  # the Wilson interval written out
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n),
+    )
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-6)
+    shown = f"[{100 * (centre - half):.1f}, {100 * (centre + half):.1f}]"
+    assert shown in probe.format_margins(list(table.values()), 1000).splitlines()[3]
+
+
 def test_probe_end_to_end_on_the_fixtures(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "camtl.bench", "probe", "--data_dir", str(FIXTURES), "--tasks", "sst-2",

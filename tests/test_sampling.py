@@ -67,6 +67,15 @@ def test_temperature_matches_n_to_the_one_over_t():
     assert torch.allclose(observed, expected, atol=0.01)
 
 
+def test_sampling_weights_multiply_a_tasks_share():
+    counts = epoch_task_counts("temperature", epochs=20, temperature=2.0, task_weights=[1.0, 3.0, 1.0])
+    weights = torch.tensor(SIZES, dtype=torch.float64) ** 0.5 * torch.tensor([1.0, 3.0, 1.0])
+    observed = torch.tensor([counts[t] for t in range(3)], dtype=torch.float64)
+    assert torch.allclose(observed / observed.sum(), weights / weights.sum(), atol=0.01)
+    plain = epoch_task_counts("temperature", epochs=20, temperature=2.0)
+    assert counts[1] / sum(counts.values()) > 1.5 * plain[1] / sum(plain.values())
+
+
 def test_mt_uncertainty_pools_hold_one_batch_per_task():
     sampler = build_sampler("mt-uncertainty", SIZES, 16, seed=0)
     # The authors' epoch: max over tasks of its batch count (ceil(1200 / 16) = 75) x T x percent.

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from camtl.bench import speed, speed_breakdown, speed_report, speed_training
+from camtl.bench import speed, speed_breakdown, speed_report, speed_setup, speed_training
 from camtl.model import load_model
 from camtl.model.configuration import CONDITIONAL_MODULES
 from camtl.model.modules import ConditionalAlignment, ConditionalAttentionBias, ConditionalLayerNorm
@@ -255,3 +255,21 @@ def test_the_precision_axis_measures_fp32_alone_where_bf16_is_not_native(native,
         speed_precision.format_precision(axis, {"mt_uncertainty": mtu, "evaluation": evaluation})
     )
     assert ("no native bf16: fp32 alone" in report) != native
+
+
+def test_the_profile_sums_a_steps_time_by_what_it_spends_it_on(bundled_tokenizer, tmp_path):
+    from camtl.data.features import load_features
+    from camtl.tasks import TRAINABLE_TASKS
+
+    train_sets = {
+        t: load_features(FIXTURES, t, "train", bundled_tokenizer, 128, tmp_path) for t in TRAINABLE_TASKS
+    }
+    text = speed.profile_step("small", train_sets, bundled_tokenizer.pad_token_id, "fp32", "grouped", steps=1)
+    titles = [line for line in text.splitlines() if line.startswith("== ")]
+    assert [t.split()[1] for t in titles] == list(speed.CONTENDERS) and "fp32, grouped batches" in titles[0]
+    for title in titles:
+        summary = text.split(title)[1].splitlines()[1:7]
+        shares = {line[:36].strip(): float(line.split()[-1].rstrip("%")) for line in summary}
+        assert set(shares) == {group for group, _ in speed_setup.PROFILE_GROUPS} | {"outside aten ops"}
+        assert sum(shares.values()) == pytest.approx(100, abs=0.5)
+        assert shares["matrix products"] > 10  # an encoder's step is mostly its GEMMs, even this small

@@ -9,6 +9,7 @@ contention what sharing the CPU does to a training step (camtl.bench.contention)
 glue-mini  the reproduction study (camtl.bench.study, camtl.bench.report)
 precision  what bf16 costs and gains on this CPU (camtl.bench.precision_bench)
 peer       camtl against the stock Hugging Face Trainer recipe (camtl.bench.peer)
+parity     the main job in bf16 against fp32 and a second fp32 seed (camtl.bench.parity)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camtl.bench import contention, device, diagnosis, peer, precision_bench, probe, speed, study
+from camtl.bench import contention, device, diagnosis, parity, peer, precision_bench, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
 from camtl.training.allocator import retain_freed_memory
 
@@ -30,6 +31,7 @@ PROGRAMS = {
     "contention": (contention.__doc__, contention.add_arguments, contention.run),
     "glue-mini": (study.__doc__, study.add_arguments, study.run),
     "peer": (peer.__doc__, peer.add_arguments, peer.run),
+    "parity": (parity.__doc__, parity.add_arguments, parity.run),
     "precision": (
         precision_bench.__doc__,
         precision_bench.add_arguments,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -242,23 +243,42 @@ def load_floor(path: Path, cap: int | None, pooling: str = "mean") -> dict[str, 
     return scores
 
 
-def margins(results: dict, floor: dict[str, float]) -> list[dict]:
-    """Per dev task of a run's eval_results.json: its score, the floor's, and the margin."""
-    rows = []
+def rows_scored(path: Path, cap: int | None) -> dict[str, int]:
+    """Dev rows each task is scored on at ``--max_eval_samples cap`` (its whole dev set when smaller)."""
+    tasks = read_json(path)["probes"]["mean"]["tasks"]
+    return {task: min(r["dev_rows"], cap or r["dev_rows"]) for task, r in tasks.items()}
+
+
+def accuracy_interval(accuracy: float, rows: int) -> tuple[float, float]:
+    """The 95% Wilson interval of an accuracy measured on ``rows`` dev rows (RTE's 277 rows span
+    about +-6 points)."""
+    interval = binomtest(round(accuracy * rows), rows).proportion_ci(0.95, method="wilson")
+    return interval.low, interval.high
+
+
+def margins(results: dict, floor: dict[str, float], rows: dict[str, int] | None = None) -> list[dict]:
+    """Per dev task of a run's eval_results.json: its score, the floor's, the margin and, for an
+    accuracy scored on a known number of ``rows``, its 95% interval."""
+    table = []
     for task in (t for t in DEV_TASKS if isinstance(results.get(t), dict) and t in floor):
         score = results[task]["score"]
-        rows.append({"task": task, "score": score, "floor": floor[task], "margin": score - floor[task]})
-    return rows
+        row = {"task": task, "score": score, "floor": floor[task], "margin": score - floor[task]}
+        if rows and task in rows and TASKS[task].primary_metric == "accuracy":
+            row["interval"] = accuracy_interval(score, rows[task])
+        table.append(row)
+    return table
 
 
 def format_margins(rows: list[dict], cap: int | None) -> str:
     dev = "whole dev sets" if cap is None else f"the first {cap} dev rows (whole when smaller)"
     lines = [f"margins over the linear-probe floor (results/probe.md, mean pooling), on {dev}:"]
-    lines.append(f"{'task':<9}{'score':>8}{'floor':>8}{'margin':>9}")
+    lines.append(f"{'task':<9}{'score':>8}{'floor':>8}{'margin':>9}  {'95% interval (accuracy)':<24}")
     for r in rows:
-        flag = "" if r["margin"] > 0 or r["task"] == "wnli" else "  below the floor"
+        flag = "" if r["margin"] > 0 or r["task"] == "wnli" else "below the floor"
+        interval = "[{:.1f}, {:.1f}]".format(*(100 * x for x in r["interval"])) if "interval" in r else ""
         lines.append(
-            f"{r['task']:<9}{100 * r['score']:>8.2f}{100 * r['floor']:>8.2f}{100 * r['margin']:>+9.2f}{flag}"
+            f"{r['task']:<9}{100 * r['score']:>8.2f}{100 * r['floor']:>8.2f}{100 * r['margin']:>+9.2f}"
+            f"  {interval:<24}{flag}".rstrip()
         )
     counted = [r for r in rows if r["task"] != "wnli"]
     above = sum(r["margin"] > 0 for r in counted)
@@ -277,4 +297,5 @@ def run_margins(args: argparse.Namespace, command: str) -> None:
     if not results_file.is_file():
         raise UsageError(f"no {results_file}: run run.py with --do_eval into {args.run_dir} first")
     floor = load_floor(args.probe, args.max_eval_samples)
-    print(format_margins(margins(read_json(results_file), floor), args.max_eval_samples))
+    rows = rows_scored(args.probe, args.max_eval_samples)
+    print(format_margins(margins(read_json(results_file), floor, rows), args.max_eval_samples))

@@ -315,7 +315,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--profile",
         choices=("small", "base"),
         default=None,
-        help="instead of measuring, print torch.profiler tables of one training step per contender",
+        help="instead of measuring, print torch.profiler tables of four training steps per contender",
+    )
+    parser.add_argument(
+        "--profile_precision", choices=("fp32", "bf16"), default="fp32", help="the profiled steps' precision"
+    )
+    parser.add_argument(
+        "--profile_padding", choices=tuple(PADDINGS), default="fixed", help="the profiled steps' batches"
     )
     parser.add_argument(
         "--breakdown",
@@ -336,7 +342,8 @@ def run(args: argparse.Namespace) -> None:
                 args.data_dir, tokenizer, Path(temp), QUICK.tokenize_examples
             )
         if args.profile:
-            print(profile_step(args.profile, train_sets, tokenizer.pad_token_id))
+            print(profile_step(args.profile, train_sets, tokenizer.pad_token_id, args.profile_precision,
+                               args.profile_padding))  # fmt: skip
         else:
             rounds = BREAKDOWN_ROUNDS[args.breakdown]
             result = measure_breakdown(args.breakdown, train_sets, tokenizer.pad_token_id, rounds)

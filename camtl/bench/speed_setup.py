@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -169,20 +170,46 @@ def measure_memory(shape: str) -> dict:
     return result
 
 
-def profile_step(shape: str, train_sets: dict[str, TaskFeatures], pad_token_id: int, rows: int = 25) -> str:
-    """torch.profiler tables (ops by self CPU time) of one training step per contender."""
-    batch = model_inputs(
-        MultiTaskCollator(pad_token_id, MAX_SEQ_LENGTH)(drawn_batches(train_sets, "proportional", 1)[0])
-    )
+# Where a step's time goes: aten op names (self CPU time, so no op is counted twice) by what they do.
+PROFILE_GROUPS = (
+    ("matrix products", re.compile(r"aten::(mm|addmm|bmm|baddbmm|matmul|linear|_scaled_dot_product.*)$")),
+    ("dtype casts and copies", re.compile(r"aten::(_to_copy|copy_|to|clone|contiguous|_copy_from.*)$")),
+    ("optimizer", re.compile(r"aten::(_fused_adamw.*|_foreach.*)$")),
+    ("norms, softmax, activations", re.compile(r"aten::.*(layer_norm|softmax|gelu|tanh|dropout).*")),
+    ("other element-wise and reductions", re.compile(r"aten::.*")),
+)
+
+
+def profile_step(
+    shape: str, train_sets: dict[str, TaskFeatures], pad_token_id: int, precision: str = "fp32",
+    padding: str = "fixed", steps: int = 4, rows: int = 20,
+) -> str:  # fmt: skip
+    """torch.profiler tables (ops by self CPU time) of ``steps`` training steps per contender, in
+    ``precision`` on ``padding`` batches, each with its time summed by PROFILE_GROUPS."""
+    pad_to, grouped = PADDINGS[padding]
+    collate = MultiTaskCollator(pad_token_id, pad_to)
+    batches = [
+        model_inputs(collate(b)) for b in drawn_batches(train_sets, "proportional", steps + 1, grouped)
+    ]
+    lengths = [b["input_ids"].shape[1] for b in batches[1:]]
     tables = []
     for name, layout in CONTENDERS.items():
         model = build_model(shape, layout)
         optimizer = make_optimizer(model)
-        training_step(model, optimizer, batch)  # warm-up
-        with torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True
-        ) as prof:
-            training_step(model, optimizer, batch)
-        table = prof.key_averages(group_by_stack_n=5).table(sort_by="self_cpu_time_total", row_limit=rows)
-        tables.append(f"== {name} ({shape}, 32 x {MAX_SEQ_LENGTH}) ==\n{table}")
+        training_step(model, optimizer, batches[0], precision)  # warm-up
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for batch in batches[1:]:
+                training_step(model, optimizer, batch, precision)
+        events = prof.key_averages()
+        title = f"== {name} ({shape}, {precision}, {padding} batches of 32, padded lengths {lengths}) =="
+        tables += [title, _time_by_group(events), events.table(sort_by="self_cpu_time_total", row_limit=rows)]
     return "\n".join(tables)
+
+
+def _time_by_group(events) -> str:
+    total = sum(e.self_cpu_time_total for e in events)
+    spent = dict.fromkeys([group for group, _ in PROFILE_GROUPS] + ["outside aten ops"], 0.0)
+    for event in events:
+        group = next((g for g, pattern in PROFILE_GROUPS if pattern.match(event.key)), "outside aten ops")
+        spent[group] += event.self_cpu_time_total
+    return "\n".join(f"{group:<36}{t / 1e6:>8.2f} s {t / total:>6.1%}" for group, t in spent.items())

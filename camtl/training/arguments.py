@@ -91,26 +91,27 @@ class ModelArguments:
         return options
 
 
-def _task_weight(spec: str) -> tuple[str, float]:
+def _task_weight(spec: str, flag: str = "--task_weights", positive: bool = False) -> tuple[str, float]:
+    """``task=weight`` of ``flag``, read and checked; ``positive``: a weight of 0 is refused too."""
     task, _, weight = spec.partition("=")
     try:
         value = float(weight)
     except ValueError:
-        raise UsageError(
-            f"--task_weights {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5"
-        ) from None
+        raise UsageError(f"{flag} {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5") from None
     # Checked here, before the model loads: an infinite weight would surface as a diverged loss mid-run.
-    if not (math.isfinite(value) and value >= 0):
-        raise UsageError(f"--task_weights {spec!r}: a weight must be a finite number >= 0, e.g. sst-2=0.5")
+    bound = "> 0" if positive else ">= 0"
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise UsageError(f"{flag} {spec!r}: a weight must be a finite number {bound}, e.g. sst-2=0.5")
     try:
         return canonical_task_name(task.strip()), value
     except UsageError as error:
-        raise UsageError(f"--task_weights {spec!r}: {error}") from None
+        raise UsageError(f"{flag} {spec!r}: {error}") from None
 
 
 # Sampler options: option -> (the samplers that read it, how to choose one of them).
 _SAMPLER_OPTIONS = {
     "sampling_temperature": (("temperature",), "add --task_sampling temperature"),
+    "sampling_weights": (("temperature",), "add --task_sampling temperature"),
     "mtu_scoring_mode": (("mt-uncertainty",), "add --use_mt_uncertainty"),
     "percent_of_max_data_size": (
         ("uniform", "mt-uncertainty"),
@@ -171,6 +172,13 @@ class DataArguments:
     sampling_temperature: float = field(
         default=2.0, metadata={"help": "Temperature sampling: p_t proportional to n_t ** (1 / T)"}
     )
+    sampling_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Temperature sampling: p_t proportional to w_t * n_t ** (1 / T), e.g. cola=3 (default 1)",
+            "nargs": "+",
+        },
+    )
     pad_to_multiple_of: int | None = field(
         default=None,
         metadata={"help": "Round each batch's padded length up to a multiple (8 suits GPU kernels)"},
@@ -208,13 +216,29 @@ class DataArguments:
         self._check_options_apply(sampler)
         return sampler
 
+    def sampling_weight_of(self, tasks: list[str]) -> list[float] | None:
+        """Each trained task's ``--sampling_weights`` (1 when not named), in ``tasks``' order."""
+        if not self.sampling_weights:
+            return None
+        weights = dict(
+            _task_weight(spec, "--sampling_weights", positive=True) for spec in self.sampling_weights
+        )
+        unknown = sorted(set(weights) - set(tasks))
+        if unknown:
+            raise UsageError(
+                f"--sampling_weights names {', '.join(unknown)}, which this run does not train:"
+                f" name tasks of {', '.join(tasks)}"
+            )
+        return [weights.get(task, 1.0) for task in tasks]
+
     def _check_options_apply(self, sampler: str) -> None:
         """A sampler's option set away from its default under another sampler would change nothing."""
         for name, (samplers, fix) in _SAMPLER_OPTIONS.items():
             value = getattr(self, name)
             if value != DataArguments.__dataclass_fields__[name].default and sampler not in samplers:
+                shown = " ".join(value) if isinstance(value, list) else value
                 raise UsageError(
-                    f"--{name} {value} changes nothing with {sampler} sampling: drop it, or {fix}"
+                    f"--{name} {shown} changes nothing with {sampler} sampling: drop it, or {fix}"
                 )
 
 

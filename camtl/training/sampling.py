@@ -10,7 +10,7 @@ proportional       shuffle the concatenation of all tasks: tasks appear in propo
 sequential         one task after another (each task shuffled): the reference README's wording
 uniform            the same number of examples from every task: ``percent_of_max_data_size``
                    of the largest task, small tasks repeated
-temperature        task t drawn with probability proportional to n_t ** (1 / temperature)
+temperature        task t drawn with probability proportional to w_t * n_t ** (1 / temperature)
 mt-uncertainty     each batch is a candidate pool of ``batch_size`` examples from EVERY task;
                    the trainer keeps the ``batch_size`` most uncertain (paper, Algorithm 1)
 =================  =======================================================================
@@ -19,7 +19,7 @@ mt-uncertainty     each batch is a candidate pool of ``batch_size`` examples fro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -131,9 +131,17 @@ class UniformSampler(TaskSampler):
 
 
 class TemperatureSampler(TaskSampler):
-    def __init__(self, task_sizes: list[int], batch_size: int, seed: int, temperature: float = 2.0):
+    """Task t drawn with probability p_t = w_t n_t^(1/T) / sum_s w_s n_s^(1/T): T = 1 is proportional,
+    large T uniform; the weights w_t (``--sampling_weights``, default 1) give a task a larger share."""
+
+    def __init__(
+        self, task_sizes: list[int], batch_size: int, seed: int, temperature: float = 2.0,
+        task_weights: Sequence[float] | None = None,
+    ):  # fmt: skip
         super().__init__(task_sizes, batch_size, seed)
         weights = torch.tensor(task_sizes, dtype=torch.float64) ** (1.0 / temperature)
+        if task_weights is not None:
+            weights = weights * torch.tensor(task_weights, dtype=torch.float64)
         self.task_probabilities = weights / weights.sum()
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
@@ -245,6 +253,7 @@ def build_sampler(
     temperature: float = 2.0,
     uniform_mt_sampling: bool = False,
     mtu_scoring_mode: str = "train",
+    task_weights: Sequence[float] | None = None,
 ) -> TaskSampler:
     """The one place that maps a sampler name (``--task_sampling``) to its class."""
     if batch_size <= 0:
@@ -262,7 +271,7 @@ def build_sampler(
     if name == "temperature":
         if temperature <= 0:
             raise UsageError(f"--sampling_temperature must be positive, got {temperature}")
-        return TemperatureSampler(task_sizes, batch_size, seed, temperature)
+        return TemperatureSampler(task_sizes, batch_size, seed, temperature, task_weights)
     if name == "mt-uncertainty":
         return MTUncertaintySampler(
             task_sizes, batch_size, seed, uniform_mt_sampling, percent_of_max_data_size, mtu_scoring_mode
