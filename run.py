@@ -306,7 +306,7 @@ def load_data(data_args, args, plan: TaskPlan, tokenizer, sampler_name: str):
             temperature=data_args.sampling_temperature,
             uniform_mt_sampling=data_args.uniform_mt_sampling,
             mtu_scoring_mode=data_args.mtu_scoring_mode,
-            task_weights=data_args.sampling_weight_of(list(train_sets)),
+            sampling_weights=data_args.sampling_weight_of(list(train_sets)),
         )
         if args.train_sampling_strategy == "group_by_length":
             sampler.grouped_by_length(torch.cat([f.lengths for f in train_sets.values()]))

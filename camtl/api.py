@@ -154,7 +154,7 @@ def train_loader(
     **sampler_options,
 ) -> DataLoader:
     """A loader of one epoch of mixed-task batches drawn by a camtl sampler (``camtl.training.sampling``);
-    ``sampler_options``: temperature, task_weights (temperature sampling), percent_of_max_data_size,
+    ``sampler_options``: temperature, sampling_weights (temperature sampling), percent_of_max_data_size,
     uniform_mt_sampling, mtu_scoring_mode.
 
     MT-Uncertainty's pools need the Trainer's selection step (``camtl.training``): use run.py for it.

@@ -259,6 +259,10 @@ INAPPLICABLE_OPTIONS = {
         train("--task_sampling", "temperature", "--sampling_weights", "cola=3"),
         "--sampling_weights names cola, which this run does not train: name tasks of rte",
     ),
+    "one task weighted twice": Case(
+        train("--task_sampling", "temperature", "--sampling_weights", "rte=2", "rte=3"),
+        "--sampling_weights names rte twice: give each task one weight",
+    ),
     "a sampling weight of 0": Case(
         train("--task_sampling", "temperature", "--sampling_weights", "rte=0"),
         "--sampling_weights 'rte=0': a weight must be a finite number > 0",

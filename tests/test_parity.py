@@ -65,6 +65,14 @@ def test_runs_that_are_not_the_comparison_are_refused(tmp_path, swap, message):
         parity.check_runs({name: parity.load_run(path) for name, path in runs.items()})
 
 
+def test_settings_that_only_watch_a_run_may_differ_but_the_dev_rows_scored_may_not(tmp_path):
+    runs = three_runs(tmp_path, logging_steps=50, data_dir="elsewhere")
+    parity.check_runs({name: parity.load_run(path) for name, path in runs.items()})
+    runs = three_runs(tmp_path / "capped", max_eval_samples=200)
+    with pytest.raises(UsageError, match="differ in max_eval_samples"):
+        parity.check_runs({name: parity.load_run(path) for name, path in runs.items()})
+
+
 def test_runs_of_another_job_are_refused_by_the_program_in_one_line(tmp_path):
     runs = three_runs(tmp_path, max_steps=1000)
     command = [sys.executable, "-m", "camtl.bench", "parity", "--output", str(tmp_path / "parity.md")]

@@ -68,12 +68,26 @@ def test_temperature_matches_n_to_the_one_over_t():
 
 
 def test_sampling_weights_multiply_a_tasks_share():
-    counts = epoch_task_counts("temperature", epochs=20, temperature=2.0, task_weights=[1.0, 3.0, 1.0])
+    counts = epoch_task_counts("temperature", epochs=20, temperature=2.0, sampling_weights=[1.0, 3.0, 1.0])
     weights = torch.tensor(SIZES, dtype=torch.float64) ** 0.5 * torch.tensor([1.0, 3.0, 1.0])
     observed = torch.tensor([counts[t] for t in range(3)], dtype=torch.float64)
     assert torch.allclose(observed / observed.sum(), weights / weights.sum(), atol=0.01)
     plain = epoch_task_counts("temperature", epochs=20, temperature=2.0)
     assert counts[1] / sum(counts.values()) > 1.5 * plain[1] / sum(plain.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "weights", "message"),
+    [
+        ("temperature", [1.0, 3.0], "one finite weight > 0 per task"),  # a list that would broadcast
+        ("temperature", [1.0, 0.0, 1.0], "one finite weight > 0 per task"),
+        ("temperature", [1.0, float("inf"), 1.0], "one finite weight > 0 per task"),
+        ("proportional", [1.0, 3.0, 1.0], "change nothing with proportional sampling"),
+    ],
+)
+def test_sampling_weights_the_sampler_cannot_use_are_refused(name, weights, message):
+    with pytest.raises(UsageError, match=message):
+        build_sampler(name, SIZES, 16, seed=0, sampling_weights=weights)
 
 
 def test_mt_uncertainty_pools_hold_one_batch_per_task():

@@ -273,3 +273,23 @@ def test_the_profile_sums_a_steps_time_by_what_it_spends_it_on(bundled_tokenizer
         assert set(shares) == {group for group, _ in speed_setup.PROFILE_GROUPS} | {"outside aten ops"}
         assert sum(shares.values()) == pytest.approx(100, abs=0.5)
         assert shares["matrix products"] > 10  # an encoder's step is mostly its GEMMs, even this small
+
+
+@pytest.mark.parametrize(
+    ("flags", "native", "message"),
+    [
+        (["--profile_padding", "grouped"], True, "shape a profile: add --profile small|base"),
+        (["--profile", "small", "--profile_precision", "bf16"], False, "no native bf16"),
+    ],
+)
+def test_profile_options_that_cannot_apply_are_refused(flags, native, message, monkeypatch):
+    import argparse
+
+    from camtl.errors import UsageError
+    from camtl.training.precision import CpuReport
+
+    monkeypatch.setattr(speed, "this_cpu", lambda: CpuReport("a CPU", ("avx512_bf16",) if native else ()))
+    parser = argparse.ArgumentParser()
+    speed.add_arguments(parser)
+    with pytest.raises(UsageError, match=message):
+        speed.run(parser.parse_args(["--data_dir", str(FIXTURES), *flags]))

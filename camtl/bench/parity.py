@@ -15,18 +15,15 @@ from pathlib import Path
 from camtl.bench.common import DEV_TASKS, GLUE_AVERAGE_TASKS, markdown_table, read_json
 from camtl.errors import UsageError
 from camtl.training.checkpoints import checkpoints_in
+from camtl.training.run_settings import DEFINING, SETTINGS
 
-# What the three runs may differ in: the two factors compared, and what names or times a run.
-FREE_SETTINGS = {
-    "precision",
-    "precision_choice",
-    "bf16",
-    "fp16",
-    "seed",
-    "data_seed",
-    "logging_dir",
-    "output_dir",
-}
+# The two factors compared; every other setting that defines a run (camtl.training.run_settings), and
+# the dev rows scored, must agree.
+COMPARED = {"precision", "bf16", "fp16", "seed", "data_seed"}
+
+
+def _must_agree(name: str) -> bool:
+    return name not in COMPARED and (SETTINGS.get(name, DEFINING) == DEFINING or name == "max_eval_samples")
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict]:
@@ -47,6 +44,10 @@ def check_runs(runs: dict[str, tuple[dict, dict]]) -> None:
     (_, bf16), (_, fp32), (_, other) = runs.values()
     expected = {"bf16": (bf16, "bf16"), "fp32": (fp32, "fp32"), "fp32_other_seed": (other, "fp32")}
     for name, (settings, precision) in expected.items():
+        if "precision" not in settings or "seed" not in settings:
+            raise UsageError(
+                f"--{name}'s run_settings.json records no precision or seed: rerun it with this camtl"
+            )
         if settings["precision"] != precision:
             raise UsageError(
                 f"--{name} ran in {settings['precision']}, not {precision}: give a {precision} run"
@@ -58,7 +59,7 @@ def check_runs(runs: dict[str, tuple[dict, dict]]) -> None:
         )
     for name, (settings, _) in expected.items():
         differing = sorted(
-            k for k in (settings.keys() | bf16.keys()) - FREE_SETTINGS if settings.get(k) != bf16.get(k)
+            k for k in settings.keys() | bf16.keys() if _must_agree(k) and settings.get(k) != bf16.get(k)
         )
         if differing:
             raise UsageError(f"--{name} and --bf16 differ in {', '.join(differing)}: compare runs of one job")

@@ -272,7 +272,7 @@ def margins(results: dict, floor: dict[str, float], rows: dict[str, int] | None 
 def format_margins(rows: list[dict], cap: int | None) -> str:
     dev = "whole dev sets" if cap is None else f"the first {cap} dev rows (whole when smaller)"
     lines = [f"margins over the linear-probe floor (results/probe.md, mean pooling), on {dev}:"]
-    lines.append(f"{'task':<9}{'score':>8}{'floor':>8}{'margin':>9}  {'95% interval (accuracy)':<24}")
+    lines.append(f"{'task':<9}{'score':>8}{'floor':>8}{'margin':>9}  95% interval (accuracy)")
     for r in rows:
         flag = "" if r["margin"] > 0 or r["task"] == "wnli" else "below the floor"
         interval = "[{:.1f}, {:.1f}]".format(*(100 * x for x in r["interval"])) if "interval" in r else ""

@@ -67,7 +67,7 @@ from camtl.model import load_tokenizer
 from camtl.model.presets import bundled_encoder_path
 from camtl.tasks import TASKS, TRAINABLE_TASKS, evaluation_tasks
 from camtl.training.evaluation import evaluate_tasks
-from camtl.training.precision import autocast, cpu_name
+from camtl.training.precision import autocast, cpu_name, this_cpu
 from camtl.training.sampling import build_sampler
 from camtl.training.trainer import CaMtlTrainer
 
@@ -334,6 +334,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     if not args.data_dir.is_dir():
         raise UsageError(f"--data_dir {args.data_dir} does not exist: point it at the GLUE folder")
+    if not args.profile and (args.profile_precision, args.profile_padding) != ("fp32", "fixed"):
+        raise UsageError(
+            "--profile_precision and --profile_padding shape a profile: add --profile small|base"
+        )
+    if args.profile and args.profile_precision == "bf16" and not this_cpu().native_bf16:
+        raise UsageError(
+            "--profile_precision bf16: this CPU has no native bf16 (it would be emulated): use fp32"
+        )
     if args.profile or args.breakdown:
         torch.set_num_threads(THREADS)
         tokenizer = load_tokenizer(bundled_encoder_path())

@@ -35,7 +35,7 @@ from camtl.bench.speed_setup import (
     model_inputs,
     training_step,
 )
-from camtl.data.collation import MultiTaskCollator
+from camtl.data.collation import MultiTaskCollator, sequence_lengths
 from camtl.data.features import TaskFeatures, load_features
 from camtl.model import load_tokenizer
 from camtl.model.presets import bundled_encoder_path
@@ -98,7 +98,7 @@ def time_training_steps(
     return {
         "seconds": alternate(steps, m.rounds, m.warmup),
         "padded_lengths": {p: [b["input_ids"].shape[1] for b in batches[p]] for p in m.paddings},
-        "example_lengths": [float(b["attention_mask"].sum(1).float().mean()) for b in batches[m.paddings[0]]],
+        "example_lengths": [float(sequence_lengths(b).float().mean()) for b in batches[m.paddings[0]]],
     }
 
 

@@ -8,7 +8,6 @@ one-line notice.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -18,8 +17,7 @@ from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
-from camtl.tasks import canonical_task_name
-from camtl.training.flag_checks import check_options_camtl_applies, check_training_numbers
+from camtl.training.flag_checks import check_options_camtl_applies, check_training_numbers, task_weight_map
 from camtl.training.precision import PRECISIONS, choose_precision
 from camtl.training.sampling import SAMPLERS
 
@@ -87,25 +85,8 @@ class ModelArguments:
                  "stream_residual", "loss_reduction")  # fmt: skip
         options = {name: getattr(self, name) for name in names if getattr(self, name) not in (None, False)}
         if self.task_weights:
-            options["task_weights"] = dict(_task_weight(spec) for spec in self.task_weights)
+            options["task_weights"] = task_weight_map(self.task_weights, "--task_weights")
         return options
-
-
-def _task_weight(spec: str, flag: str = "--task_weights", positive: bool = False) -> tuple[str, float]:
-    """``task=weight`` of ``flag``, read and checked; ``positive``: a weight of 0 is refused too."""
-    task, _, weight = spec.partition("=")
-    try:
-        value = float(weight)
-    except ValueError:
-        raise UsageError(f"{flag} {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5") from None
-    # Checked here, before the model loads: an infinite weight would surface as a diverged loss mid-run.
-    bound = "> 0" if positive else ">= 0"
-    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-        raise UsageError(f"{flag} {spec!r}: a weight must be a finite number {bound}, e.g. sst-2=0.5")
-    try:
-        return canonical_task_name(task.strip()), value
-    except UsageError as error:
-        raise UsageError(f"{flag} {spec!r}: {error}") from None
 
 
 # Sampler options: option -> (the samplers that read it, how to choose one of them).
@@ -220,9 +201,7 @@ class DataArguments:
         """Each trained task's ``--sampling_weights`` (1 when not named), in ``tasks``' order."""
         if not self.sampling_weights:
             return None
-        weights = dict(
-            _task_weight(spec, "--sampling_weights", positive=True) for spec in self.sampling_weights
-        )
+        weights = task_weight_map(self.sampling_weights, "--sampling_weights", positive=True)
         unknown = sorted(set(weights) - set(tasks))
         if unknown:
             raise UsageError(

@@ -1,4 +1,5 @@
-"""Checks of the training flags, each with a message that names the flag: the numeric ones, and the
+"""Checks of the training flags, each with a message that names the flag: the numeric ones, the
+``task=weight`` lists (--task_weights, --sampling_weights), and the
 Trainer options that camtl does not apply.
 
 transformers checks few of them, and some wrong values do not fail at all: ``--max_grad_norm nan`` turns
@@ -12,6 +13,7 @@ import dataclasses
 import math
 
 from camtl.errors import UsageError
+from camtl.tasks import canonical_task_name
 
 # Trainer options that camtl's own parts replace -> the part that does not read them.
 _OWN_LOSS = "camtl's task losses are its own (camtl/model/heads.py)"
@@ -112,3 +114,26 @@ def check_training_numbers(args) -> None:
             "--load_best_model_at_end is not supported: camtl picks the best evaluation by GLUE average"
             " (eval_history.json names its checkpoint); drop the flag"
         )
+
+
+def task_weight_map(specs: list[str], flag: str, positive: bool = False) -> dict[str, float]:
+    """``task=weight ...`` of ``flag``, read and checked: known tasks, each once, finite weights >= 0
+    (``positive``: > 0). Checked before the model loads: an infinite loss weight would surface as a
+    diverged loss mid-run."""
+    weights = {}
+    for spec in specs:
+        task, _, weight = spec.partition("=")
+        try:
+            value = float(weight)
+            task = canonical_task_name(task.strip())
+        except ValueError:
+            raise UsageError(f"{flag} {spec!r} cannot be read: write task=weight, e.g. sst-2=0.5") from None
+        except UsageError as error:
+            raise UsageError(f"{flag} {spec!r}: {error}") from None
+        if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            bound = "> 0" if positive else ">= 0"
+            raise UsageError(f"{flag} {spec!r}: a weight must be a finite number {bound}, e.g. sst-2=0.5")
+        if task in weights:
+            raise UsageError(f"{flag} names {task} twice: give each task one weight")
+        weights[task] = value
+    return weights

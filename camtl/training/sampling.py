@@ -136,12 +136,18 @@ class TemperatureSampler(TaskSampler):
 
     def __init__(
         self, task_sizes: list[int], batch_size: int, seed: int, temperature: float = 2.0,
-        task_weights: Sequence[float] | None = None,
+        sampling_weights: Sequence[float] | None = None,
     ):  # fmt: skip
         super().__init__(task_sizes, batch_size, seed)
         weights = torch.tensor(task_sizes, dtype=torch.float64) ** (1.0 / temperature)
-        if task_weights is not None:
-            weights = weights * torch.tensor(task_weights, dtype=torch.float64)
+        if sampling_weights is not None:
+            given = torch.tensor(sampling_weights, dtype=torch.float64)
+            if given.shape != weights.shape or not (torch.isfinite(given) & (given > 0)).all():
+                raise UsageError(
+                    f"sampling weights {list(sampling_weights)}: give one finite weight > 0 per task"
+                    f" ({len(task_sizes)} tasks)"
+                )
+            weights = weights * given
         self.task_probabilities = weights / weights.sum()
 
     def epoch_order(self, generator: torch.Generator) -> torch.Tensor:
@@ -253,7 +259,7 @@ def build_sampler(
     temperature: float = 2.0,
     uniform_mt_sampling: bool = False,
     mtu_scoring_mode: str = "train",
-    task_weights: Sequence[float] | None = None,
+    sampling_weights: Sequence[float] | None = None,
 ) -> TaskSampler:
     """The one place that maps a sampler name (``--task_sampling``) to its class."""
     if batch_size <= 0:
@@ -262,6 +268,8 @@ def build_sampler(
         raise UsageError(
             "every training task needs at least one example: check --data_dir and --max_train_samples"
         )
+    if sampling_weights is not None and name != "temperature":
+        raise UsageError(f"sampling weights change nothing with {name} sampling: use temperature sampling")
     if name == "proportional":
         return ProportionalSampler(task_sizes, batch_size, seed)
     if name == "sequential":
@@ -271,7 +279,7 @@ def build_sampler(
     if name == "temperature":
         if temperature <= 0:
             raise UsageError(f"--sampling_temperature must be positive, got {temperature}")
-        return TemperatureSampler(task_sizes, batch_size, seed, temperature, task_weights)
+        return TemperatureSampler(task_sizes, batch_size, seed, temperature, sampling_weights)
     if name == "mt-uncertainty":
         return MTUncertaintySampler(
             task_sizes, batch_size, seed, uniform_mt_sampling, percent_of_max_data_size, mtu_scoring_mode
