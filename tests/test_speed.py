@@ -236,8 +236,8 @@ def test_the_precision_axis_measures_fp32_alone_where_bf16_is_not_native(native,
     def training(shape, rounds, paddings, precisions):
         asked.append(precisions)
         names = [speed_training.step_name(c, "grouped", p) for p in precisions for c in ("camtl", "vanilla")]
-        return {"steps": {n: {"median_s": 0.5} for n in names}, "mean_padded_length": {"grouped": 4.0},
-                "ratios": {}}  # fmt: skip
+        steps = {n: {"median_s": 0.4, "seconds": [0.2, 0.4, 2.4]} for n in names}  # a long batch is slow
+        return {"steps": steps, "timed_padded_lengths": {"grouped": [4, 8, 60]}, "ratios": {}}
 
     mtu = {"ratios": {"mtu_vs_floor": 1.01}, "steps": {"mtu_step": {"median_s": 1.0}}}
     evaluation = {"camtl_vs_vanilla": 1.02, "camtl": {"examples_per_s": 10.0}}
@@ -250,7 +250,8 @@ def test_the_precision_axis_measures_fp32_alone_where_bf16_is_not_native(native,
         ("bf16" in row) == native for row in axis["gemm"]
     )
     share = axis["training_small"]["flops"]["camtl_grouped"]
-    assert share["model_flops_per_s"] == pytest.approx(6 * 10 * 32 * 4.0 / 0.5)  # 6 x params x tokens / s
+    # 6 x params x the timed rounds' tokens over their time, not a median time over a mean length
+    assert share["model_flops_per_s"] == pytest.approx(6 * 10 * 32 * (4 + 8 + 60) / 3.0)
     report = "\n".join(
         speed_precision.format_precision(axis, {"mt_uncertainty": mtu, "evaluation": evaluation})
     )

@@ -30,13 +30,15 @@ def model_parameters(shape: str) -> dict[str, int]:
 
 
 def flop_shares(training: dict, parameters: dict[str, int], gemm: dict[str, float], precisions) -> dict:
-    """Model FLOP/s of each timed step and its fraction of the GEMM rate of its precision."""
-    tokens = BATCH_SIZE * training["mean_padded_length"][PADDING]
+    """Model FLOP/s of each timed step and its fraction of the GEMM rate of its precision: the FLOPs of
+    all timed rounds over their summed time (grouped batches range from a few tokens to 128, so a
+    median time over a mean length would not describe one step)."""
+    tokens = BATCH_SIZE * sum(training["timed_padded_lengths"][PADDING])
     shares = {}
     for precision in precisions:
         for name in CONTENDERS:
             step = step_name(name, PADDING, precision)
-            rate = 6 * parameters[name] * tokens / training["steps"][step]["median_s"]
+            rate = 6 * parameters[name] * tokens / sum(training["steps"][step]["seconds"])
             shares[step] = {"model_flops_per_s": rate, "fraction_of_gemm": rate / gemm[precision]}
     return shares
 
@@ -97,9 +99,10 @@ def format_precision(axis: dict, fp32: dict) -> list[str]:
     )
     for shape in ("small", "base"):
         training = axis[f"training_{shape}"]
+        timed = training["timed_padded_lengths"][PADDING]  # the batches the FLOPs are counted over
         for step, share in training["flops"].items():
             lines.append(
-                f"{shape:<7}{step:<24}{training['mean_padded_length'][PADDING]:>11.1f}"
+                f"{shape:<7}{step:<24}{sum(timed) / len(timed):>11.1f}"
                 f"{training['steps'][step]['median_s']:>10.3f}{share['model_flops_per_s'] / 1e9:>15.1f}"
                 f"{share['fraction_of_gemm']:>9.0%}"
             )

@@ -155,6 +155,10 @@ def measure_training_steps(
             p: statistics.mean(n for run in runs for n in run["padded_lengths"][p]) for p in paddings
         },
         "mean_example_length": statistics.mean(n for run in runs for n in run["example_lengths"]),
+        # The batches of the timed rounds (the warm-up's dropped): what a FLOP count over them divides.
+        "timed_padded_lengths": {
+            p: [n for run in runs for n in run["padded_lengths"][p][warmup:]] for p in paddings
+        },
     }
     pairs = {
         step_name("camtl_vs_vanilla", p, precision): (
