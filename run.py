@@ -43,12 +43,12 @@ from camtl.training.command_line import parse_arguments
 from camtl.training.evaluation import predict_tasks
 from camtl.training.filesystem import check_writable, redirect_outputs, results_dir, writing_results
 from camtl.training.metrics import format_results_table, selection_score
-from camtl.training.overwrite import replacing_earlier_run
+from camtl.training.overwrite import replacing_earlier_run, resumes_from_within
 from camtl.training.precision import mixed_precision
 from camtl.training.run_settings import check_resume_settings, run_settings
 from camtl.training.sampling import build_sampler
 from camtl.training.signals import GracefulStop
-from camtl.training.submission import write_predictions, write_submission
+from camtl.training.submission import cut_short, write_predictions, write_submission
 from camtl.training.trainer import CaMtlTrainer
 
 logger = logging.getLogger("camtl")
@@ -78,11 +78,10 @@ def check_data_files(data_args: DataArguments, args: CaMtlTrainingArguments, pla
         for task in plan.trained:
             data_dir = task_data_dir(task, data_args.data_dir)
             path = require_split(data_dir, task, "train", needed_by="--do_train")
+            # every row malformed is read_split's error, naming the first; what is left is a file of no rows
             if not len(read_split(data_dir, task, "train", max_examples=1)):
-                fix = "fix it or the task's fields in --task_file" if is_declared(task) else "re-download it"
-                raise UsageError(
-                    f"{path} has no usable training row (no rows, or every row is malformed): {fix}"
-                )
+                fix = "add rows, or fix files.train in --task_file" if is_declared(task) else "re-download it"
+                raise UsageError(f"{path} has no usable training row (it has no rows): {fix}")
     if args.do_eval or args.eval_strategy != "no":
         if not plan.evaluated:
             strategy = getattr(args.eval_strategy, "value", args.eval_strategy)
@@ -131,7 +130,7 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
             raise UsageError(f"--data_dir {data_dir} {problem}: get GLUE with `{DOWNLOAD_HINT}`")
         if not any(data_dir.iterdir()):
             raise UsageError(f"--data_dir {data_dir} is empty: get GLUE with `{DOWNLOAD_HINT}`")
-    model_args.model_options()  # --task_weights names known tasks with finite weights
+    model_args.check_model_options(list(plan.trained), data_args.max_seq_length)  # before any weight is read
     if args.do_train:
         data_args.sampling_weight_of(list(plan.trained))  # --sampling_weights names trained tasks
     check_writable("--output_dir", Path(args.output_dir))
@@ -140,20 +139,24 @@ def check_inputs(model_args, data_args, args, plan: TaskPlan, settings: dict) ->
         check_writable("--logging_dir", Path(args.logging_dir))
     if args.do_train:
         check_model_outside_output(model_args.model_name_or_path, Path(args.output_dir))
+        check_output_dir_free(args)
     resume = resolve_resume(model_args, data_args, args, settings) if args.do_train else None
-    output_dir = Path(args.output_dir)
-    if (
-        args.do_train
-        and output_dir.is_dir()
-        and any(output_dir.iterdir())
-        and not (args.overwrite_output_dir or resume)
-    ):
+    check_data_files(data_args, args, plan)
+    return resume
+
+
+def check_output_dir_free(args: CaMtlTrainingArguments) -> None:
+    """Training into a folder that holds something needs --overwrite_output_dir, unless it continues the
+    run there (a resume from a checkpoint inside it)."""
+    output_dir, resume = Path(args.output_dir), args.resume_from_checkpoint
+    continues = resume is not None and (
+        resume.lower() in ("latest", "true") or resumes_from_within(output_dir, Path(resume))
+    )
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not (args.overwrite_output_dir or continues):
         raise UsageError(
             f"--output_dir {output_dir} is not empty: add --overwrite_output_dir, "
             "--resume_from_checkpoint latest, or choose another directory"
         )
-    check_data_files(data_args, args, plan)
-    return resume
 
 
 def check_model_outside_output(model_name_or_path: str, output_dir: Path) -> None:
@@ -360,7 +363,8 @@ def available_test_tasks(tasks: list[str], data_args: DataArguments) -> list[str
 
 
 def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, is_main: bool) -> None:
-    """The GLUE leaderboard files (zipped) and predictions/<task>.jsonl for every task with a test split."""
+    """The GLUE leaderboard files (zipped, unless --max_predict_samples cut a test set short) and
+    predictions/<task>.jsonl for every task with a test split."""
     predictions = predict_tasks(
         trainer.model,
         test_sets,
@@ -371,8 +375,12 @@ def predict(trainer: CaMtlTrainer, test_sets: dict, collator, output_dir: Path, 
     glue = {task: values for task, values in predictions.items() if TASKS[task].submission_file}
     others = {task: values for task, values in predictions.items() if not TASKS[task].submission_file}
     if is_main and glue:
-        archive = write_submission(glue, output_dir)
-        logger.info("GLUE submission: %s (%s)", archive, ", ".join(TASKS[t].submission_file for t in glue))
+        settings = trainer.run_settings
+        partial = cut_short(list(glue), settings.get("data_dir"), settings.get("max_predict_samples"))
+        archive = write_submission(glue, output_dir, partial)
+        if archive is not None:
+            files = ", ".join(TASKS[t].submission_file for t in glue)
+            logger.info("GLUE submission: %s (%s)", archive, files)
     if is_main and others:
         files = write_predictions(others, output_dir)
         logger.info("predictions: %s", ", ".join(str(path) for path in files))

@@ -37,15 +37,22 @@ from camtl.training.sampling import SAMPLERS, build_sampler
 __all__ = ["build", "collator", "evaluate", "load_split", "load_tasks", "model_inputs", "train_loader"]
 
 
-def _listed(function: str, argument: str, value: object, example: str) -> list:
-    """``value`` as a non-empty list: one name or path alone is a one-element list (never read letter by
-    letter), a list or tuple is taken as it is, anything else or an empty one is refused."""
-    if isinstance(value, (str, Path)):
+def _listed(function: str, argument: str, value: object, example: str, kinds: tuple = (str,)) -> list:
+    """``value`` as a non-empty list of ``kinds`` (task names are strings; data folders may be paths):
+    one alone is a one-element list (never read letter by letter), a list or tuple is taken as it is,
+    anything else, an empty one or one holding anything else is refused."""
+    if isinstance(value, kinds):
         return [value]
     if not isinstance(value, (list, tuple)):
         raise UsageError(f"{function}: {argument} must be a list (or one alone), got {type(value).__name__}")
     if not value:
         raise UsageError(f"{function}: {argument} is empty: name at least one, e.g. {argument}={example}")
+    wrong = [item for item in value if not isinstance(item, kinds)]
+    if wrong:
+        names = " or ".join(kind.__name__ for kind in kinds)
+        raise UsageError(
+            f"{function}: {argument} must hold {names} values, got {wrong[0]!r}: e.g. {argument}={example}"
+        )
     return list(value)
 
 
@@ -71,11 +78,24 @@ def _options(function: str, options: dict, target: Callable, set_here: tuple[str
         )
 
 
-def _features(function: str, argument: str, features: dict) -> None:
+def _features(function: str, argument: str, features: dict, split: str) -> None:
+    """``features`` is what ``load_split(tasks, split, ...)`` returns: test features have no labels, so
+    training or scoring on them would use a made-up label 0 for every row."""
     if not isinstance(features, dict) or not features:
         raise UsageError(
             f"{function}: {argument} holds no task's features: pass what load_split returns for them"
         )
+    for task, values in features.items():
+        if not isinstance(values, TaskFeatures):
+            raise UsageError(
+                f"{function}: {argument}[{task!r}] is a {type(values).__name__}, not a task's features:"
+                " pass what load_split returns"
+            )
+        if values.split == "test":
+            raise UsageError(
+                f"{function}: {argument}[{task!r}] holds the test split, which has no labels:"
+                f" pass load_split(tasks, '{split}', ...)"
+            )
 
 
 def load_tasks(names: str | list[str] | None = None, task_file: str | Path | None = None) -> list[str]:
@@ -116,7 +136,11 @@ def load_split(
     if split not in SPLITS:
         alias = " (camtl calls the validation split dev)" if split == "validation" else ""
         raise UsageError(f"load_split: unknown split {split!r}{alias}: choose from {', '.join(SPLITS)}")
-    dirs = None if data_dirs is None else _listed("load_split", "data_dirs", data_dirs, '["../shared/glue"]')
+    dirs = (
+        None
+        if data_dirs is None
+        else _listed("load_split", "data_dirs", data_dirs, '["../shared/glue"]', kinds=(str, Path))
+    )
     _sizes("load_split", max_seq_length=max_seq_length, max_examples=max_examples)
     names = evaluation_tasks(names) if split == "dev" else names
     return {
@@ -159,7 +183,7 @@ def train_loader(
 
     MT-Uncertainty's pools need the Trainer's selection step (``camtl.training``): use run.py for it.
     """
-    _features("train_loader", "train", train)
+    _features("train_loader", "train", train, "train")
     _options("train_loader", sampler_options, build_sampler, ())
     _sizes("train_loader", batch_size=batch_size)
     if sampler not in SAMPLERS:
@@ -173,7 +197,7 @@ def train_loader(
 
 def evaluate(model: CaMtlModel, tokenizer, dev: dict[str, TaskFeatures], batch_size: int = 64) -> dict:
     """Every dev set's metrics and the averages (as ``eval_results.json``)."""
-    _features("evaluate", "dev", dev)
+    _features("evaluate", "dev", dev, "dev")
     _sizes("evaluate", batch_size=batch_size)
     with torch.inference_mode():
         return evaluate_tasks(model, dev, collator(tokenizer, evaluation=True), batch_size)

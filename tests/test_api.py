@@ -65,6 +65,9 @@ def test_one_task_name_alone_is_a_one_task_list(tiny_rte, tmp_path):
         (lambda: camtl.build("CA-MTL-mini", "rte", max_seq_length=0), "build: max_seq_length must be"),
         (lambda: camtl.load_split([], "dev", GLUE, None), "load_split: tasks is empty"),
         (lambda: camtl.load_split("rte", "dev", 3, None), "load_split: data_dirs must be a list"),
+        (lambda: camtl.load_tasks([5]), "load_tasks: names must hold str values, got 5"),
+        (lambda: camtl.build("CA-MTL-mini", ["rte", None]), "build: tasks must hold str values, got None"),
+        (lambda: camtl.load_split("rte", "dev", [GLUE, 3], None), "data_dirs must hold str or Path values"),
     ],
 )
 def test_empty_lists_and_bad_sizes_are_refused_before_loading(call, expected):
@@ -127,3 +130,27 @@ def test_loaders_and_evaluation_refuse_bad_arguments_naming_them(call, expected,
     model, tokenizer = tiny_rte
     with pytest.raises(UsageError, match=re.escape(expected)):
         call(model, tokenizer, rte_split(tokenizer, tmp_path, "dev"))
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (
+            lambda m, t, test: camtl.train_loader(m, t, test),
+            "train_loader: train['rte'] holds the test split, which has no labels: pass load_split(tasks,"
+            " 'train'",
+        ),
+        (
+            lambda m, t, test: camtl.evaluate(m, t, test),
+            "evaluate: dev['rte'] holds the test split, which has no labels: pass load_split(tasks, 'dev'",
+        ),
+        (
+            lambda m, t, test: camtl.train_loader(m, t, {"rte": [1, 2]}),
+            "train_loader: train['rte'] is a list, not a task's features",
+        ),
+    ],
+)
+def test_test_features_are_refused_for_training_and_scoring(call, expected, tiny_rte, tmp_path):
+    model, tokenizer = tiny_rte
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        call(model, tokenizer, rte_split(tokenizer, tmp_path, "test"))

@@ -109,7 +109,7 @@ CASES = {
         train(report_to="wandb"), "use --report_to none"
     ),
     "unreadable config JSON": Case(
-        ["{work}/config.json"], "cannot read the config file", write("config.json", "{do_eval")
+        ["{work}/config.json"], "config.json cannot be read (", write("config.json", "{do_eval")
     ),
     "config file followed by flags": Case(
         ["{work}/config.json", "--do_eval"], "move --do_eval into", write("config.json", '{"do_eval": true}')
@@ -287,6 +287,18 @@ CASES = {
         "no complete checkpoint of this run",
         trained_run(lambda run: [(c / "camtl_checkpoint.json").unlink() for c in run.glob("checkpoint-*")]),
     ),
+    "--resume_from_checkpoint of another folder into one holding a run": Case(
+        flags(
+            "--do_train",
+            "--max_steps",
+            "2",
+            "--resume_from_checkpoint",
+            "{work}/run/checkpoint-2",
+            output_dir="{work}/other",
+        ),
+        "other is not empty: add --overwrite_output_dir",
+        lambda work, sources: (trained_run()(work, sources), write("other/notes.txt", "mine")(work, sources)),
+    ),  # fmt: skip
     "resume with another --seed": Case(
         train("--resume_from_checkpoint", "{work}/run/checkpoint-2", "--seed", "3"),
         "was trained with --seed 42 (now 3)",

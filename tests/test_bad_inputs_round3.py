@@ -308,7 +308,46 @@ ONE_SETTING_TWICE = {
     ),
 }
 
-CASES = MODEL_DIRECTORIES | LATE_FAILURES | MESSAGES | DATA_FILES | INAPPLICABLE_OPTIONS | ONE_SETTING_TWICE
+# 8. Flags and command lines: one flag given twice (argparse keeps the last), a run's length set twice, an
+# explicit 0, a flag the run cannot use, an empty path (the current directory); 10: a config file that is
+# not JSON (it was never read: the error blamed a missing flag).
+COMMAND_LINES = {
+    "--tasks given twice": Case(
+        evaluate("--tasks", "rte", tasks="sst-2"),
+        "--tasks is given twice with different values (sst-2, then rte): keep one, or list every value after"
+        " one --tasks",
+    ),
+    "--data_dir given twice, the first missing": Case(
+        evaluate("--data_dir", "{fixtures}", data_dir="{work}/missing"),
+        "--data_dir is given twice with different values (",
+    ),
+    "--warmup_steps given twice": Case(
+        train("--warmup_steps", "5", "--warmup_steps", "0"),
+        "--warmup_steps is given twice with different values (5, then 0): keep one",
+    ),
+    "--max_steps with --num_train_epochs": Case(
+        flags("--do_train", "--overwrite_output_dir", "--max_steps", "2", "--num_train_epochs", "3"),
+        "--max_steps 2 and --num_train_epochs 3 set the same thing (the length of training;",
+    ),
+    "--max_steps 0": Case(
+        flags("--do_train", "--overwrite_output_dir", "--max_steps", "0"),
+        "--max_steps must be positive (or -1 to train --num_train_epochs), got 0",
+    ),
+    "--resume_from_checkpoint without --do_train": Case(
+        evaluate("--resume_from_checkpoint", "{work}/checkpoint-2"),
+        "--resume_from_checkpoint needs --do_train: add it to continue training, or drop the flag",
+    ),
+    "an empty --output_dir": Case(evaluate(output_dir=""), "--output_dir is empty: give it a path"),
+    "an empty --data_dir": Case(evaluate(data_dir=""), "--data_dir is empty: give it a path"),
+    "a YAML config file": Case(
+        ["{work}/conf.yaml"], "conf.yaml: config files are JSON", write("conf.yaml", "do_eval: true\n")
+    ),
+}
+
+CASES = (
+    MODEL_DIRECTORIES | LATE_FAILURES | MESSAGES | DATA_FILES | INAPPLICABLE_OPTIONS | ONE_SETTING_TWICE
+    | COMMAND_LINES
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -369,11 +408,60 @@ def test_options_left_at_their_defaults_are_accepted_under_any_layout_and_sample
         (["--save_steps", "500", "--save_strategy", "no"], "save_strategy", "no"),  # a default written out
         (["--no_cuda", "--use_cpu", "true"], "use_cpu", True),
         (["--warmup_proportion", "0.2", "--warmup_steps", "0.2"], "warmup_steps", 0.2),
+        (["--seed", "3", "--seed", "3"], "seed", 3),  # one flag twice, the same value
+        (["--learning_rate", "1e-4", "--learning_rate", "0.0001"], "learning_rate", 1e-4),
+        (["--max_steps", "-1", "--num_train_epochs", "2"], "num_train_epochs", 2),  # -1: train the epochs
     ],
 )  # fmt: skip
 def test_one_setting_given_twice_the_same_way_is_accepted(given, setting, value):
     *_, args = parse_arguments(flags("--do_train", *given))
     assert getattr(getattr(args, setting), "value", getattr(args, setting)) == value
+
+
+def test_a_list_flag_given_twice_with_the_same_values_is_accepted():
+    twice = ["--tasks", "rte", "sts-b"] * 2
+    _, data_args, _ = parse_arguments(flags("--do_eval", *twice, tasks=None))
+    assert data_args.tasks == ["rte", "sts-b"]
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the tokenizer or the model was loaded")
+
+
+# 2. Model options that CaMtlConfig refuses: checked with the run's tasks before anything is read.
+MODEL_OPTIONS = {
+    "--pooling max": (["--pooling", "max"], "unknown pooling 'max': choose from cls, mean, auto"),
+    "--loss_reduction sum": (["--loss_reduction", "sum"], "unknown loss_reduction 'sum': choose from"),
+    "--task_weights for a task not trained": (
+        ["--task_weights", "cola=2"],
+        "--task_weights names cola, which is not one of the tasks (rte): drop it or add the task",
+    ),
+    "--attention_blocks 0": (
+        ["--attention_blocks", "0"],
+        "--attention_blocks 0 must lie in 1..max_seq_length (32)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MODEL_OPTIONS))
+def test_model_options_are_checked_before_the_tokenizer_or_weights_are_read(
+    name, tiny_bert, tmp_path, monkeypatch, capsys
+):
+    import run
+
+    monkeypatch.setattr(run, "load_tokenizer", _never)
+    monkeypatch.setattr(run, "load_model", _never)
+    option, message = MODEL_OPTIONS[name]
+    places = {
+        "tiny_bert": tiny_bert,
+        "fixtures": FIXTURES,
+        "out": tmp_path / "out",
+        "cache": tmp_path / "cache",
+    }
+    with pytest.raises(SystemExit) as stop:
+        run.main([word.format(**places) for word in train(*option)])
+    lines = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
 
 
 def test_a_model_inside_the_output_dir_is_refused_before_training_replaces_it(tiny_bert, tmp_path):

@@ -17,6 +17,7 @@ from bad_input_setups import Sources, assert_refused, run_forked, write
 from test_bad_inputs import Case, flags, prepare_case
 
 import run
+from camtl.tasks.task_file import load_task_file
 
 NUMERIC = [{"text": f"row {i}", "label": i % 2} for i in range(8)]
 ROWS = [{"text": f"row {i} is {'good' if i % 2 else 'bad'}", "label": ["no", "yes"][i % 2]} for i in range(8)]
@@ -76,6 +77,13 @@ CASES = {
     "a name with ../": bad("key 'name' is '../escape': give a name of letters", declared("../escape")),
     "a name with a slash": bad("key 'name' is 'a/b'", declared("a/b")),
     "a name with a space": bad("key 'name' is 'my task'", declared("my task")),
+    "a name too long for a file name": bad(
+        "(ASCII, 64 at most: it goes into file names)", declared("t" * 260)
+    ),
+    "a name of non-ASCII letters": bad(
+        "key 'name' is 'tâche': give a name of letters, digits, '-', '_' and '.' (ASCII, 64",
+        declared("tâche"),
+    ),
     "a built-in task's alias": bad("'sst2' is already a built-in task (an alias of sst-2)", declared("sst2")),
     "a built-in task's name in capitals": bad("'rte' is already a built-in task", declared("RTE")),
     "a head that names no task": bad("key 'head' is 'nothing', no such task", declared(head="nothing")),
@@ -105,6 +113,24 @@ CASES = {
         on_task_file(), "non-empty list under 'tasks'", write("tasks.yaml", "tasks: {a: 1}")
     ),
     "label_range on classification": bad("key 'label_range' does not apply", declared(label_range="[0, 1]")),
+    "an empty list of metrics": bad(
+        "key 'metrics' is []: list one metric name or more", declared(metrics="[]")
+    ),
+    "both metric and metrics": bad(
+        "task 'mine': keys 'metric' and 'metrics' are both given: keep one",
+        declared(metric="f1", metrics="[accuracy]"),
+    ),
+    "a field that classification does not read": bad(
+        "key 'fields.tags' does not apply to classification: drop it",
+        declared(fields="{text_a: text, label: label, tags: foo}"),
+    ),
+    "a field that masked_lm does not read": bad(
+        "key 'fields.text_a' does not apply to masked_lm: drop it (masked_lm reads text)",
+        declared(type="masked_lm", labels=None, fields="{text_a: text}"),
+    ),
+    "a key given twice in one task": bad(
+        "tasks.yaml:7: key 'labels' is given twice: keep one", declared() + "\nlabels: ['a', 'b']"
+    ),
     # 6. Names that eval_results.json keeps for its own summary
     "the name average": bad("key 'name' is 'average', which eval_results.json keeps", declared("average")),
     "the name glue_average": bad("key 'name' is 'glue_average', which", declared("glue_average")),
@@ -155,6 +181,14 @@ CASES = {
     "label_names with a name that is no label": bad(
         "key 'label_names' has 'maybe', which is not in labels", declared(label_names="['no', 'maybe']")
     ),
+    "binary f1 on three labels": bad(
+        "metric 'f1' is binary (the F1 of the second label) and this task has 3 labels: use macro_f1",
+        declared(labels="['no', 'yes', 'maybe']", metric="f1"),
+    ),
+    "acc_and_f1 on three labels": bad(
+        "metric 'acc_and_f1' is binary",
+        declared(labels="['no', 'yes', 'maybe']", metrics="[accuracy, acc_and_f1]"),
+    ),
     # 9. Rows that do not fit the fields
     "a label field that no training row has": bad_for_training(
         "rows.jsonl has no usable training row: all 8 are malformed, the first (",
@@ -173,6 +207,11 @@ CASES = {
     "a directory as the task file": Case(
         flags("--do_eval", "--task_file", "{work}", tasks=None),
         "is a directory: pass the YAML or JSON task file",
+    ),
+    "a task file in UTF-16": Case(
+        on_task_file(),
+        "tasks.yaml is not valid UTF-8 (invalid start byte): save the file as UTF-8",
+        lambda work, sources: (work / "tasks.yaml").write_bytes(f"tasks:\n  - {declared()}".encode("utf-16")),
     ),
     "an empty task file": Case(
         on_task_file(),
@@ -253,3 +292,14 @@ def test_a_task_that_reads_another_head_is_evaluated_through_it_by_default(tiny_
     results = train_and_evaluate(tmp_path, tiny_bert)
     assert {"owner", "reader"} <= set(results)
     assert results["reader"]["accuracy"] == results["owner"]["accuracy"]  # the same rows, the same head
+
+
+@pytest.mark.parametrize(
+    ("top", "files"), [("data_dir: ~/data\n", "{dev: rows.jsonl}"), ("", "{dev: ~/data/rows.jsonl}")]
+)
+def test_a_tilde_in_data_dir_or_a_file_is_the_home_folder(tmp_path, monkeypatch, top, files):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "data").mkdir(parents=True)
+    task_file(declared(files=files), top)(tmp_path / "home" / "data", None)
+    (task,) = load_task_file(tmp_path / "home" / "data" / "tasks.yaml")
+    assert task.dev.filename == str(tmp_path / "home" / "data" / "rows.jsonl")

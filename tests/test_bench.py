@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from camtl.bench import diagnosis, probe, report, study, study_plan, trace
+from camtl.bench.common import replace_flags
 from camtl.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,10 +183,10 @@ def test_paired_bootstrap_finds_a_real_difference_and_none_where_there_is_none()
 # diagnosis helpers
 
 
-def test_replace_sets_adds_and_removes_flags():
+def test_replace_flags_sets_adds_and_removes_flags():
     flags = ("--a", "1", "--b", "2")
-    assert diagnosis.replace(flags, b="3") == ("--a", "1", "--b", "3")
-    assert diagnosis.replace(flags, a=None, c="4") == ("--b", "2", "--c", "4")
+    assert replace_flags(flags, b="3") == ("--a", "1", "--b", "3")
+    assert replace_flags(flags, a=None, c="4") == ("--b", "2", "--c", "4")
 
 
 EXPECTED_CHANGES = {
@@ -390,8 +391,9 @@ def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_pa
     run_dir = tmp_path / "cut" / "work" / "vanilla-seed1"
     flags = shlex.split(reference["command"])[2:]
     flags[flags.index("--output_dir") + 1] = str(run_dir)
+    flags[flags.index("--save_total_limit") + 1] = "4"
     made = subprocess.run(
-        [sys.executable, "run.py", *flags, "--save_total_limit", "4"],
+        [sys.executable, "run.py", *flags],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -480,7 +482,7 @@ def test_study_refuses_before_any_run_when_the_reports_could_not_be_written(tiny
 def test_the_peer_benchmark_runs_the_hf_recipe_and_camtl_on_one_job(monkeypatch):
     from camtl.bench import peer
 
-    monkeypatch.setattr(peer, "CONTENDERS", {"hf-trainer-fp32": None, "camtl-default": []})
+    monkeypatch.setattr(peer, "CONTENDERS", {"hf-trainer-fp32": None, "camtl-default": {}})
     job = {**peer.QUICK_JOB, "max_train": 8, "max_eval": 8}
     result = peer.measure(str(FIXTURES), job, passes=1)
     for name in ("hf-trainer-fp32", "camtl-default"):

@@ -1,16 +1,20 @@
 """camtl.training.checkpoints and camtl.training.run_settings without training: which checkpoint
 ``latest`` takes, what an explicit one must hold, what --overwrite_output_dir removes, and which changed
-settings a resume refuses."""
+settings a resume refuses; and the one line for a damaged model directory or checkpoint."""
 
 import dataclasses
 import json
 import logging
+import re
+import shutil
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from camtl.errors import UsageError
+from camtl.model import load_model, read_saved_config
+from camtl.tasks import TASKS
 from camtl.training.arguments import DataArguments, ModelArguments
 from camtl.training.checkpoints import (
     MARKER,
@@ -187,3 +191,89 @@ def test_the_machine_is_recorded_not_compared_and_the_precision_is_defining():
     other = "bf16" if recorded["precision"] == "fp32" else "fp32"
     with pytest.raises(UsageError, match=f"--precision {recorded['precision']} .now {other}."):
         compare_settings("ckpt", recorded, {**recorded, "precision": other}, defaults)
+
+
+def test_a_resume_from_another_folder_sets_the_earlier_run_aside_and_restores_it_on_failure(tmp_path):
+    out, other = tmp_path / "out", tmp_path / "other"
+    make_checkpoint(out, 9, run_id="earlier")
+    write_run_file(out, "earlier")
+    (out / "eval_results.json").write_text("{}")
+    resume = make_checkpoint(other, 2, run_id="other-run")
+    with (
+        pytest.raises(RuntimeError, match="fails"),
+        replacing_earlier_run(out, resume=resume, is_main=True, world_size=1) as replacement,
+    ):
+        assert replacement.run_id == "other-run"
+        assert sorted(p.name for p in out.iterdir()) == [ASIDE, "run.json"]  # nothing mixed in
+        raise RuntimeError("the resumed run fails before its first checkpoint")
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-9", "eval_results.json", "run.json"]
+    assert json.loads((out / "run.json").read_text()) == {"run_id": "earlier"}
+
+
+# Damaged model directories and checkpoints: one UsageError before any weight is loaded into a model.
+# (source, damage(directory), the words of the answer)
+
+
+def edit_config(**fields):
+    def damage(path):
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps(config | fields))
+
+    return damage
+
+
+def cut_in_half(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def bin_weights_cut_short(path):
+    torch.save(load_file(path / "model.safetensors"), path / "pytorch_model.bin")
+    (path / "model.safetensors").unlink()
+    cut_in_half(path / "pytorch_model.bin")
+
+
+DAMAGED_MODELS = {
+    "backbone weights of 0 bytes": (
+        "backbone", lambda p: (p / "model.safetensors").write_bytes(b""), "small): the weights are damaged"
+    ),
+    "backbone weights cut short": (
+        "backbone", lambda p: cut_in_half(p / "model.safetensors"), "model.safetensors' cannot be read"
+    ),
+    "backbone pytorch_model.bin cut short": ("backbone", bin_weights_cut_short, "the weights are damaged"),
+    "a task definition without its fields": (
+        "checkpoint",
+        edit_config(task_specs={"mine": {"name": "mine"}}, tasks=["mine"]),
+        "task_specs 'mine' is not a task definition (no folder, train, dev, test, labels",
+    ),
+    "a task definition under another name": (
+        "checkpoint",
+        edit_config(task_specs={"rte": TASKS["sst-2"].to_dict()}, tasks=["rte"]),
+        "task_specs 'rte' defines a task named 'sst-2'",
+    ),
+    "a trained task without a definition": (
+        "checkpoint", edit_config(tasks=["foo"]), "task 'foo' of 'tasks' has no definition in 'task_specs'"
+    ),
+    "tasks that the weights were not trained on": (
+        "checkpoint", edit_config(tasks=["rte", "sst-2"]), "model.safetensors' does not match its config.json"
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rte_checkpoint(tiny_bert, tmp_path_factory):
+    """A camtl checkpoint of the tiny model trained (saved) on rte alone."""
+    path = tmp_path_factory.mktemp("rte-checkpoint")
+    load_model(str(tiny_bert), ["rte"], layout="base", max_seq_length=32).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_MODELS))
+def test_a_damaged_model_directory_is_one_usage_error_naming_it(name, tiny_bert, rte_checkpoint, tmp_path):
+    source, damage, expected = DAMAGED_MODELS[name]
+    path = tmp_path / "model"
+    shutil.copytree(tiny_bert if source == "backbone" else rte_checkpoint, path)
+    damage(path)
+    tasks = ["rte"] if source == "backbone" else None
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        read_saved_config(str(path))  # run.py reads the config first: the task definitions are checked here
+        load_model(str(path), tasks, layout="base" if tasks else None, max_seq_length=32)

@@ -1,13 +1,15 @@
-"""One dialect for every file format (camtl.data.readers): UTF-8 with a leading BOM dropped, invalid UTF-8
-refused in one line, CSV quoting in csv and tsv files."""
+"""One dialect for every file format (camtl.data.readers) and for task files: UTF-8 with a leading BOM
+dropped, invalid UTF-8 refused in one line, CSV quoting in csv and tsv files."""
 
 import codecs
+import json
 
 import pytest
 
 from camtl.data.readers import conll_sentences, read_text, records
 from camtl.errors import UsageError
 from camtl.tasks.spec import SplitFormat
+from camtl.tasks.task_file import load_task_file
 
 BOM = codecs.BOM_UTF8
 
@@ -41,9 +43,31 @@ def test_conll_and_text_drop_a_bom_too(tmp_path):
     assert read_text(text) == "first line\n"
 
 
-def test_invalid_utf8_is_refused_in_one_line_in_every_format(tmp_path):
-    path = tmp_path / "latin1.tokens"
-    path.write_bytes("caf\xe9\n".encode("latin-1"))
+TASK = {"name": "bom", "type": "classification", "files": {"dev": "dev.jsonl"}, "fields": {"text_a": "t"},
+        "labels": ["no", "yes"]}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("tasks.json", json.dumps({"tasks": [TASK]})), ("tasks.yaml", f"tasks:\n  - {json.dumps(TASK)}\n")],
+)
+def test_a_task_file_drops_a_bom_too(tmp_path, name, content):
+    (tmp_path / name).write_bytes(BOM + content.encode())
+    (task,) = load_task_file(tmp_path / name)
+    assert (task.name, task.labels) == ("bom", ("no", "yes"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "read"),
+    [
+        ("latin1.tokens", "caf\xe9\n".encode("latin-1"), read_text),
+        ("tasks.yaml", "tasks: []\n".encode("utf-16"), load_task_file),
+        ("tasks.json", '{"tasks": ["caf\xe9"]}'.encode("latin-1"), load_task_file),
+    ],
+)
+def test_invalid_utf8_is_refused_in_one_line_in_every_format(tmp_path, name, content, read):
+    path = tmp_path / name
+    path.write_bytes(content)
     with pytest.raises(UsageError) as refused:
-        read_text(path)
+        read(path)
     assert str(path) in str(refused.value) and "save the file as UTF-8" in str(refused.value)

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from camtl.bench.common import replace_flags
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "glue"
 HUB_MODELS = {"CA-MTL-base", "CA-MTL-large"}
-# Appended to a documented run.py command that really runs: later flags win, so the documented
-# command keeps its own flags and only the budget shrinks.
-TINY = ["--max_steps", "2", "--max_train_samples", "32", "--max_eval_samples", "16", "--max_predict_samples",
-        "16", "--max_seq_length", "32", "--per_device_train_batch_size", "8"]  # fmt: skip
+# Set on a documented run.py command that really runs (replacing its own values of these flags), so the
+# documented command keeps its other flags and only the budget shrinks.
+TINY = {"max_steps": "2", "max_train_samples": "32", "max_eval_samples": "16", "max_predict_samples": "16",
+        "max_seq_length": "32", "per_device_train_batch_size": "8", "num_train_epochs": None}  # fmt: skip
 # Runs the program up to the end of its argparse parsing, then exits 0; a bad flag exits 2 there.
 PARSE_ONLY = """
 import argparse, runpy, sys
@@ -117,7 +119,7 @@ def check_python(args: list[str], document: str, cwd: Path) -> None:
     elif module == "run.py" and document == "Makefile":
         parse_arguments(rest)  # the main job takes 13 minutes
     elif module == "run.py":
-        run(module, [*rest, *TINY], cwd)
+        run(module, list(replace_flags(tuple(rest), **TINY)), cwd)
     elif module in ("download_glue_data.py", "camtl.bench"):  # the network, or hours
         run(module, rest, cwd, parse_only=True)
     elif module in ("camtl.data", "camtl.model"):

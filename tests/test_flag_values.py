@@ -7,6 +7,7 @@ no fraction of warmup, the default 10% included, spends a short run's only warmu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import run
+from camtl.errors import UsageError
 from camtl.training.schedule import warmup_steps
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
@@ -38,7 +40,7 @@ WARMUP = {
     "--warmup_steps 1 (asked for)": (["--warmup_steps", "1"], {1: 1, 1000: 1}),
     "--warmup_proportion 0.25": (["--warmup_proportion", "0.25"], {2: 0, 8: 2, 100: 25}),
     "--warmup_proportion 0": (["--warmup_proportion", "0"], {1000: 0}),
-    "--warmup_steps 0 after --warmup_steps 5": (["--warmup_steps", "5", "--warmup_steps", "0"], {1000: 0}),
+    "--warmup_steps 0 given twice": (["--warmup_steps", "0", "--warmup_steps", "0"], {1000: 0}),
 }
 
 
@@ -47,6 +49,27 @@ def test_warmup_is_what_the_flags_say(name):
     extra, expected = WARMUP[name]
     _, _, args = run.parse_arguments(BASE + extra)
     assert {steps: warmup_steps(args, steps) for steps in expected} == expected
+
+
+# An explicit 0 that a check once read as "not given" -> what run.py answers before the model loads.
+ZEROS = {
+    "--attention_blocks 0 (0 == False)": (
+        ["--attention_blocks", "0"],
+        "--attention_blocks 0 must lie in 1..",
+    ),
+    "--max_steps 0 (the Trainer trained 1 step)": (
+        ["--max_steps", "0"],
+        "--max_steps must be positive (or -1 to train --num_train_epochs), got 0",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ZEROS))
+def test_a_zero_is_checked_not_taken_for_the_default(name):
+    extra, message = ZEROS[name]
+    with pytest.raises(UsageError, match=re.escape(message)):
+        model_args, data_args, _ = run.parse_arguments(BASE + extra)
+        model_args.check_model_options(["rte"], 128)
 
 
 @pytest.mark.parametrize("extra", [[], ["--warmup_steps", "0"]])

@@ -4,7 +4,8 @@ transformers notices that ask nothing of the user left out of their output.
 - a task file that gives its tasks their folder (``data_dir:``) needs no --data_dir;
 - --do_eval --tasks rte on a checkpoint of rte and sst-2 evaluates rte alone;
 - neither "You are using a model of type camtl to instantiate a model of type ..." (AutoTokenizer
-  reading a camtl checkpoint's config) nor the Trainer's PAD/BOS/EOS alignment notice is printed.
+  reading a camtl checkpoint's config) nor the Trainer's PAD/BOS/EOS alignment notice is printed, nor
+  transformers' "Writing model shards" bar at each save (it tangled with the training bar).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from camtl.errors import UsageError
 
 ROWS = [{"text": f"row {i} is {'good' if i % 2 else 'bad'}", "label": ["no", "yes"][i % 2]} for i in range(8)]
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
-NOTICES = ("to instantiate a model of type", "PAD/BOS/EOS")
+NOTICES = ("to instantiate a model of type", "PAD/BOS/EOS", "Writing model shards")
 
 
 def common(out: Path, cache: Path) -> list[str]:
@@ -49,6 +50,10 @@ def runs(tiny_bert, checkpoint, tmp_path_factory) -> dict:
             "--model_name_or_path", str(checkpoint), "--data_dir", str(FIXTURES),
             "--tasks", "rte", "--do_eval", *common(root / "subset", root / "cache"),
         ],
+        "training with a checkpoint at every step": [
+            "--model_name_or_path", str(tiny_bert), "--layout", "base", "--data_dir", str(FIXTURES),
+            "--tasks", "rte", "--do_train", "--save_steps", "1", *common(root / "saves", root / "cache"),
+        ],
     }  # fmt: skip
     results = run_forked(commands, root / "logs")
     return {"root": root, **results}
@@ -68,8 +73,16 @@ def test_evaluating_a_subset_of_a_checkpoints_tasks_works(runs):
     assert set(results) == {"rte", "glue_average"}
 
 
-@pytest.mark.parametrize("name", ["task file without --data_dir", "a subset of the checkpoint's tasks"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "task file without --data_dir",
+        "a subset of the checkpoint's tasks",
+        "training with a checkpoint at every step",
+    ],
+)
 def test_transformers_notices_that_ask_nothing_are_not_printed(runs, name):
+    assert runs[name].returncode == 0, runs[name].stderr[-3000:]
     output = runs[name].stdout + runs[name].stderr
     assert not [line for line in output.splitlines() if any(notice in line for notice in NOTICES)]
 

@@ -6,15 +6,21 @@ In-process and fast; tests/test_bad_inputs.py runs representative cases end to e
 import errno
 import json
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
 import camtl.data.features
+from camtl.bench.__main__ import PROGRAMS
+from camtl.bench.__main__ import main as bench_main
 from camtl.data.features import load_features
+from camtl.data.sources import task_data_dir
 from camtl.data.splits import check_data_dir, read_split
 from camtl.errors import UsageError
 from camtl.training.command_line import parse_arguments
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "glue"
 BASE = ["--model_name_or_path", "m", "--data_dir", "d", "--output_dir", "o", "--report_to", "none"]
 
 
@@ -79,6 +85,15 @@ def test_a_config_value_of_the_wrong_type_is_reported_with_its_key(tmp_path, val
         parse_arguments([str(path)])
 
 
+def test_a_config_key_given_twice_is_refused_and_a_bom_is_read(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"model_name_or_path": "m", "data_dir": "d", "output_dir": "o", "seed": 1, "seed": 2}')
+    with pytest.raises(UsageError, match=rf"^{path}: key 'seed' is given twice: keep one$"):
+        parse_arguments([str(path)])
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"model_name_or_path": "m", "data_dir": "d", "output_dir": "o"}')
+    assert parse_arguments([str(path)])[2].output_dir == "o"
+
+
 def test_config_values_of_the_right_type_parse_as_their_flags(tmp_path):
     path = config(
         tmp_path,
@@ -96,6 +111,42 @@ def test_config_values_of_the_right_type_parse_as_their_flags(tmp_path):
     assert data_args.tasks == ["rte", "sst-2"]
     assert args.lr_scheduler_kwargs == {"power": 2.0}
     assert args.average_tokens_across_devices is False
+
+
+def test_help_lists_every_flag(capsys):
+    """argparse %-formats each flag's help: a bare percent sign in one made --help a traceback."""
+    with pytest.raises(SystemExit) as stop:
+        parse_arguments(["--help"])
+    assert stop.value.code == 0 and "usage: python run.py" in capsys.readouterr().out
+
+
+def test_training_flags_without_do_train_are_named_in_one_warning(caplog):
+    """A training command reused to evaluate keeps working; the flags it cannot use are named, once."""
+    training = ["--learning_rate", "1e-3", "--max_train_samples", "3"]
+    with caplog.at_level(logging.WARNING, logger="camtl.training.command_line"):
+        _, data_args, args = parse_arguments([*BASE, "--do_eval", *training])
+        parse_arguments([*BASE, "--do_train", *training])  # read by training: no warning
+    assert args.do_eval and data_args.max_train_samples == 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "camtl.training.command_line"]
+    assert warnings == [
+        "--learning_rate, --max_train_samples: only training reads them, and this run has no --do_train:"
+        " ignored"
+    ]
+
+
+def test_a_data_folder_named_twice_counts_once():
+    """``glue glue/ ./glue``: one folder, not two that both hold RTE."""
+    spellings = [str(FIXTURES), f"{FIXTURES}/", os.path.relpath(FIXTURES)]
+    assert task_data_dir("rte", spellings) == FIXTURES
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_a_bad_bench_option_is_one_line_naming_the_programs_help(program, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench_main([program, "--no_such_option"])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and error.count("\n") == 1 and error.startswith("error: "), error
+    assert "(see python -m camtl.bench" in error and "--help)" in error
 
 
 def write_bytes(path, data: bytes):

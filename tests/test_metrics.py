@@ -116,10 +116,10 @@ def test_no_positive_prediction_gives_f1_zero():
     assert metrics["acc_and_f1"] == 0.25
 
 
-def test_all_negative_labels_predicted_right_give_full_accuracy_and_zero_f1():
+def test_all_negative_labels_predicted_right_give_full_accuracy_and_an_undefined_f1():
     metrics = compute_metrics("qqp", np.zeros(5, dtype=int), np.zeros(5, dtype=int))
     assert metrics["accuracy"] == 1.0
-    assert metrics["f1"] == 0.0
+    assert metrics["f1"] is None and metrics["score"] is None  # 2TP / (2TP + FP + FN) is 0/0
 
 
 def test_bad_inputs_raise():

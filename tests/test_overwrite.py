@@ -68,7 +68,7 @@ def signal_at_first_step(number: int) -> Callable[[], None]:
 class Case:
     fault: Callable[[], None]
     keeps_earlier: bool  # True: the earlier run is back as it was; False: the new run's model is kept
-    extra: tuple[str, ...] = ()
+    extra: tuple[str, ...] = ()  # {earlier}: the folder of the earlier run, outside the case's own
     killed_first: bool = False  # a SIGKILL at the first step of a run before this one left the folder
 
 
@@ -85,6 +85,9 @@ CASES = {
     ),
     "saving the final model": Case(fail(TRAINER, "CaMtlTrainer.save_model"), keeps_earlier=True),
     "a run killed outright, then one that fails": Case(FIRST_STEP, keeps_earlier=True, killed_first=True),
+    "resuming a checkpoint of another folder, the first step": Case(
+        FIRST_STEP, keeps_earlier=True, extra=("--resume_from_checkpoint", "{earlier}/checkpoint-1")
+    ),
     "evaluation after training": Case(fail(TRAINER, "CaMtlTrainer.evaluate"), keeps_earlier=False),
     "SIGTERM (a checkpoint is saved)": Case(signal_at_first_step(signal.SIGTERM), keeps_earlier=False),
     "the second step, after a checkpoint": Case(
@@ -127,7 +130,8 @@ def drive(root: Path, tiny_bert: Path) -> None:
         shutil.copytree(earlier, out)
 
     def job(name: str, fault: Callable[[], None], log: str) -> tuple:
-        argv = flags(tiny_bert, outs[name], cache, "--overwrite_output_dir", *CASES[name].extra)
+        extra = [part.format(earlier=earlier) for part in CASES[name].extra]
+        argv = flags(tiny_bert, outs[name], cache, "--overwrite_output_dir", *extra)
         return name, argv, outs[name].with_suffix(".out"), outs[name].with_suffix(log), fault
 
     killed = [job(n, signal_at_first_step(signal.SIGKILL), ".killed") for n in CASES if CASES[n].killed_first]

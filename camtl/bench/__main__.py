@@ -20,6 +20,7 @@ import sys
 from camtl.bench import contention, device, diagnosis, parity, peer, precision_bench, probe, speed, study
 from camtl.errors import exits_cleanly_on_usage_error
 from camtl.training.allocator import retain_freed_memory
+from camtl.training.command_line import OneLineErrors
 
 # name -> (help, add_arguments, run(args, command))
 PROGRAMS = {
@@ -43,7 +44,7 @@ PROGRAMS = {
 @exits_cleanly_on_usage_error
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(  # a bad option is one line, as in run.py; the programs' parsers are its class
         prog="python -m camtl.bench", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     programs = parser.add_subparsers(dest="program", required=True)

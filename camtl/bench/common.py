@@ -57,6 +57,20 @@ def x100(value: float | None, digits: int = 1) -> str:
 RUNNING: set[subprocess.Popen] = set()
 
 
+def replace_flags(flags: tuple[str, ...], **values: str | None) -> tuple[str, ...]:
+    """``flags`` with ``--name value`` set (added if absent); a value of None removes the flag. run.py
+    refuses a flag given twice with different values, so a variant of a command replaces, never appends."""
+    out = list(flags)
+    for name, value in values.items():
+        flag = f"--{name}"
+        if flag in out:
+            at = out.index(flag)
+            del out[at : at + 2]
+        if value is not None:
+            out += [flag, value]
+    return tuple(out)
+
+
 def execute(flags: Sequence[str], output_dir: Path, threads: int | None = None, fresh: bool = True) -> float:
     """Run ``run.py flags`` into ``output_dir`` (its log beside it); the wall-clock seconds.
 

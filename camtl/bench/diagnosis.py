@@ -34,6 +34,7 @@ from camtl.bench.common import (
     markdown_table,
     read_json,
     read_run,
+    replace_flags,
     train_runtime,
     write_json,
     x100,
@@ -81,19 +82,6 @@ REFERENCE = (
 )
 
 
-def replace(flags: tuple[str, ...], **values: str | None) -> tuple[str, ...]:
-    """``flags`` with ``--name value`` set (added if absent); a value of None removes the flag."""
-    out = list(flags)
-    for name, value in values.items():
-        flag = f"--{name}"
-        if flag in out:
-            at = out.index(flag)
-            del out[at : at + 2]
-        if value is not None:
-            out += [flag, value]
-    return tuple(out)
-
-
 def cola_variants() -> list[Variant]:
     lr = ("--learning_rate",)
     return [
@@ -106,26 +94,27 @@ def cola_variants() -> list[Variant]:
         Variant("cola-cls-lr1e-4-head10", "cola", "single-task CoLA, [CLS] pooler, lr 1e-4, heads x10",
                 COLA_BASE + lr + ("1e-4", "--head_lr_multiplier", "10"), COLA_STEPS, "cola"),
         Variant("cola-camtl-cls-lr1e-4", "cola", "CA-MTL-mini on CoLA alone (top layer from scratch)",
-                replace(COLA_BASE, model_name_or_path="CA-MTL-mini") + lr + ("1e-4",), COLA_STEPS, "cola"),
+                replace_flags(COLA_BASE, model_name_or_path="CA-MTL-mini") + lr + ("1e-4",), COLA_STEPS,
+                "cola"),
     ]  # fmt: skip
 
 
 def factor_variants() -> list[Variant]:
-    r = REFERENCE
+    r, change = REFERENCE, replace_flags
     rows = [  # (name, what it tests, flags, changes the cost of a step)
         ("reference", "CA-MTL-mini, T=3, lr 1e-4, heads x10, mean pooling, grouped, 128", r, False),
-        ("cls-pooling", "the [CLS] pooler", replace(r, pooling=None), False),
-        ("heads-x1", "heads at the encoder's learning rate", replace(r, head_lr_multiplier=None), False),
-        ("proportional", "proportional sampling", replace(r, task_sampling=None, sampling_temperature=None),
+        ("cls-pooling", "the [CLS] pooler", change(r, pooling=None), False),
+        ("heads-x1", "heads at the encoder's learning rate", change(r, head_lr_multiplier=None), False),
+        ("proportional", "proportional sampling", change(r, task_sampling=None, sampling_temperature=None),
          False),
         ("vanilla", "no conditional modules (layout none)", r + ("--layout", "none"), False),
         ("example-mean", "loss: mean over examples", r + ("--loss_reduction", "example_mean"), False),
-        ("lr5e-5", "learning rate 5e-5", replace(r, learning_rate="5e-5"), False),
-        ("mt-uncertainty", "MT-Uncertainty sampling", replace(r, task_sampling="mt-uncertainty",
+        ("lr5e-5", "learning rate 5e-5", change(r, learning_rate="5e-5"), False),
+        ("mt-uncertainty", "MT-Uncertainty sampling", change(r, task_sampling="mt-uncertainty",
                                                              sampling_temperature=None), True),
-        ("random-batches", "batches of a random mix of lengths", replace(r, train_sampling_strategy="random"),
+        ("random-batches", "batches of a random mix of lengths", change(r, train_sampling_strategy="random"),
          True),
-        ("seq64", "sequences truncated to 64 tokens", replace(r, max_seq_length="64"), True),
+        ("seq64", "sequences truncated to 64 tokens", change(r, max_seq_length="64"), True),
         ("frozen-0-2", "embeddings and layers 0-2 frozen", r + ("--freeze_encoder_layers", "0-2"), True),
     ]  # fmt: skip
     traced = {"reference": "cola"}  # the reference's checkpoints trace CoLA's head inside a multitask run

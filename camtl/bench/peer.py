@@ -27,6 +27,7 @@ from camtl.bench.common import (
     logged_metric,
     markdown_table,
     read_json,
+    replace_flags,
     write_json,
 )
 from camtl.training.precision import cpu_name, this_cpu
@@ -34,14 +35,14 @@ from camtl.training.precision import cpu_name, this_cpu
 JOB = {"task": "sst-2", "steps": 200, "batch_size": 32, "learning_rate": 5e-5, "seed": 12, "threads": 2,
        "max_train": None, "max_eval": None}  # fmt: skip
 QUICK_JOB = {**JOB, "steps": 3, "batch_size": 4, "max_train": 64, "max_eval": 16}
-# contender -> run.py flags on top of the job's ("hf-trainer-*" run the stock recipe instead)
+# contender -> run.py flag values that replace the job's ("hf-trainer-*" run the stock recipe instead)
 CONTENDERS = {
     "hf-trainer-fp32": None,
     "hf-trainer-bf16": None,
-    "camtl-default": [],
-    "camtl-fp32-random": ["--precision", "fp32", "--train_sampling_strategy", "random"],
-    "camtl-bf16": ["--precision", "bf16"],
-    "ca-mtl-mini": ["--model_name_or_path", "CA-MTL-mini"],
+    "camtl-default": {},
+    "camtl-fp32-random": {"precision": "fp32", "train_sampling_strategy": "random"},
+    "camtl-bf16": {"precision": "bf16"},
+    "ca-mtl-mini": {"model_name_or_path": "CA-MTL-mini"},
 }
 BF16_CONTENDERS = ("hf-trainer-bf16", "camtl-bf16")
 
@@ -107,8 +108,9 @@ def run_camtl(name: str, data_dir: str, job: dict, work_dir: Path) -> dict:
         "--tasks", job["task"], "--do_train", "--do_eval", "--max_steps", job["steps"],
         "--per_device_train_batch_size", job["batch_size"], "--learning_rate", job["learning_rate"],
         "--seed", job["seed"], "--save_strategy", "no", "--report_to", "none",
-        "--logging_steps", max(1, job["steps"] // 4), *CONTENDERS[name],
+        "--logging_steps", max(1, job["steps"] // 4),
     ]  # fmt: skip
+    flags = list(replace_flags(tuple(flags), **CONTENDERS[name]))
     for limit, flag in ((job["max_train"], "--max_train_samples"), (job["max_eval"], "--max_eval_samples")):
         if limit:
             flags += [flag, limit]

@@ -34,11 +34,14 @@ from camtl.bench.common import (
     write_json,
     x100,
 )
-from camtl.data.splits import read_split
+from camtl.data.sources import task_data_dir
+from camtl.data.splits import read_split, split_exists, split_path
 from camtl.errors import UsageError
 from camtl.model.presets import bundled_encoder_path
 from camtl.tasks import TASKS, TRAINABLE_TASKS, resolve_tasks
+from camtl.training.checkpoints import checkpoints_in
 from camtl.training.metrics import compute_metrics
+from camtl.training.run_settings import SETTINGS_FILE
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 RIDGE_ALPHAS = tuple(10.0**k for k in range(-2, 5))
@@ -257,11 +260,13 @@ def accuracy_interval(accuracy: float, rows: int) -> tuple[float, float]:
 
 
 def margins(results: dict, floor: dict[str, float], rows: dict[str, int] | None = None) -> list[dict]:
-    """Per dev task of a run's eval_results.json: its score, the floor's, the margin and, for an
-    accuracy scored on a known number of ``rows``, its 95% interval."""
+    """Per dev task of a run's eval_results.json with a defined score: its score, the floor's, the margin
+    and, for an accuracy scored on a known number of ``rows``, its 95% interval."""
     table = []
     for task in (t for t in DEV_TASKS if isinstance(results.get(t), dict) and t in floor):
         score = results[task]["score"]
+        if score is None:  # undefined (eval_results.json says why): no margin to show
+            continue
         row = {"task": task, "score": score, "floor": floor[task], "margin": score - floor[task]}
         if rows and task in rows and TASKS[task].primary_metric == "accuracy":
             row["interval"] = accuracy_interval(score, rows[task])
@@ -288,14 +293,81 @@ def format_margins(rows: list[dict], cap: int | None) -> str:
 
 def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", type=Path, help="a run.py --output_dir with eval_results.json")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="the run's --max_eval_samples")
+    parser.add_argument(
+        "--max_eval_samples",
+        type=int,
+        default=None,
+        help="the run's --max_eval_samples (default: what its newest checkpoint recorded)",
+    )
     parser.add_argument("--probe", type=Path, default=Path("results/probe.json"))
 
 
-def run_margins(args: argparse.Namespace, command: str) -> None:
-    results_file = args.run_dir / "eval_results.json"
+def recorded_settings(run_dir: Path) -> dict:
+    """The run settings in the newest checkpoint of a run.py --output_dir; {} without one."""
+    for checkpoint in checkpoints_in(run_dir):
+        try:
+            return read_json(checkpoint / SETTINGS_FILE)
+        except (OSError, ValueError):  # an older or damaged checkpoint: try the one before it
+            continue
+    return {}
+
+
+def read_run_results(results_file: Path) -> dict:
+    """A run's eval_results.json, checked to hold a score per GLUE dev task."""
     if not results_file.is_file():
-        raise UsageError(f"no {results_file}: run run.py with --do_eval into {args.run_dir} first")
-    floor = load_floor(args.probe, args.max_eval_samples)
-    rows = rows_scored(args.probe, args.max_eval_samples)
-    print(format_margins(margins(read_json(results_file), floor, rows), args.max_eval_samples))
+        raise UsageError(f"no {results_file}: run run.py with --do_eval into {results_file.parent} first")
+    try:
+        results = read_json(results_file)
+    except (ValueError, UnicodeDecodeError):
+        raise _not_run_results(results_file, "is not valid JSON") from None
+    tasks = [t for t in DEV_TASKS if isinstance(results, dict) and isinstance(results.get(t), dict)]
+    if not tasks:
+        raise _not_run_results(results_file, "holds no GLUE dev task's scores")
+    unscored = [t for t in tasks if "score" not in results[t]]
+    if unscored:
+        raise _not_run_results(results_file, f"has no score for {unscored[0]}")
+    return results
+
+
+def _not_run_results(results_file: Path, problem: str) -> UsageError:
+    return UsageError(
+        f"{results_file} {problem}: it is not the eval_results.json of a run.py --do_eval:"
+        f" evaluate the run again (run.py --do_eval into {results_file.parent})"
+    )
+
+
+def check_dev_sets(run_dir: Path, data_dirs: list[str] | None, probe_file: Path, tasks: list[str]) -> None:
+    """The run scored the dev sets the floor is scored on: each of its dev files (in the --data_dir its
+    checkpoint recorded) has as many rows as the probe's. Skipped where that folder is gone."""
+    probed = read_json(probe_file)["probes"]["mean"]["tasks"]
+    for task in tasks:
+        try:
+            data_dir = task_data_dir(task, data_dirs)
+        except UsageError:  # no --data_dir recorded, or the folders moved: nothing to compare with
+            continue
+        if not split_exists(data_dir, task, "dev"):
+            continue
+        rows, expected = len(read_split(data_dir, task, "dev")), probed[task]["dev_rows"]
+        if rows != expected:
+            raise UsageError(
+                f"{run_dir} was evaluated on {split_path(data_dir, task, 'dev')} ({rows} rows), not on the"
+                f" {task} dev set of {expected} rows that {probe_file} scores: margins compare runs on the"
+                " GLUE dev sets the probe read"
+            )
+
+
+def run_margins(args: argparse.Namespace, command: str) -> None:
+    """Print a run's margins over the floor; ``--max_eval_samples`` and the dev data default to what the
+    run's newest checkpoint recorded."""
+    results = read_run_results(args.run_dir / "eval_results.json")
+    settings = recorded_settings(args.run_dir)
+    cap = args.max_eval_samples if args.max_eval_samples is not None else settings.get("max_eval_samples")
+    floor = load_floor(args.probe, cap)
+    check_dev_sets(
+        args.run_dir,
+        settings.get("data_dir"),
+        args.probe,
+        [t for t in DEV_TASKS if t in floor and t in results],
+    )
+    rows = rows_scored(args.probe, cap)
+    print(format_margins(margins(results, floor, rows), cap))

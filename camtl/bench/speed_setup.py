@@ -68,14 +68,16 @@ def make_optimizer(model: CaMtlModel) -> torch.optim.Optimizer:
 
 
 def training_step(
-    model: CaMtlModel, optimizer: torch.optim.Optimizer, batch: dict, precision: str = "fp32"
-) -> None:
-    """Forward (under the precision's autocast, as the Trainer runs compute_loss), backward, AdamW."""
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, precision: str = "fp32"
+) -> torch.Tensor:
+    """Forward (under the precision's autocast, as the Trainer runs compute_loss), backward, AdamW; the
+    step's loss, detached."""
     with autocast(precision, "cpu"):
         loss = model(**batch).loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    return loss.detach()
 
 
 def non_embedding_parameters(model: CaMtlModel) -> int:

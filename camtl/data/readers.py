@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _TEMPLATE_FIELD = re.compile(r"{([^{}]+)}")
 _BETWEEN_ITEMS = re.compile(r"[ \t\r\n,]*")  # what separates the items of a valid JSON array
+_WHOLE_NUMBER = re.compile(r"\d+\.0*")  # 1.0: an integer label as pandas writes it in a column with gaps
 
 
 class RowError(ValueError):
@@ -71,6 +72,10 @@ def records(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError
     else:
         text = read_text(path)
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if fmt.format == "tsv" else ",")
+        names = [name for name in reader.fieldnames or () if name]  # empty names: no field can name them
+        twice = next((name for name in names if names.count(name) > 1), None)
+        if twice is not None:  # DictReader would keep the last such column without a word
+            raise UsageError(f"{path}:1 header names {twice!r} twice: give each column its own name")
         for record in reader:
             if None in record or any(value is None for value in record.values()):
                 yield (
@@ -123,7 +128,9 @@ def field_value(record: dict, spec: str):
     """A field of a record: a dotted path (through lists: every element's value) or a {template}."""
     if "{" in spec:
         try:
-            return _TEMPLATE_FIELD.sub(lambda match: _text(_lookup(record, match.group(1))), spec)
+            return _TEMPLATE_FIELD.sub(
+                lambda match: _as_text(_lookup(record, match.group(1)), match.group(1)), spec
+            )
         except KeyError as error:
             raise RowError(f"has no field {error.args[0]!r}") from None
     try:
@@ -149,6 +156,14 @@ def _text(value) -> str:
     return str(value)
 
 
+def _as_text(value, field: str) -> str:
+    """A text field's value: a null, a list or an object is a RowError, not the text "None" or "['a']"."""
+    if value is None or isinstance(value, list | dict):
+        kind = "null" if value is None else "a list" if isinstance(value, list) else "an object"
+        raise RowError(f"has {kind} in field {field!r}, where text belongs")
+    return _text(value)
+
+
 def label_index(task: Task, raw) -> float:
     """The label as the task's class index (or the regression score); a RowError when it is not one."""
     if task.type == "regression":
@@ -161,15 +176,14 @@ def label_index(task: Task, raw) -> float:
             raise RowError(f"has label {raw!r}, expected a number in {low}..{high}")
         return value
     name = _text(raw).strip()
-    if (
-        name not in task.labels
-        and task.label_names is not None
-        and name.isdigit()
-        and int(name) < len(task.label_names)
-    ):
+    if name not in task.labels and _WHOLE_NUMBER.fullmatch(name):
+        name = name.split(".")[0]
+    if name.isdigit() and name not in task.labels and int(name) < len(task.label_names or ()):
         name = task.label_names[int(name)]
     if name not in task.labels:
-        raise RowError(f"has label {raw!r}, expected one of {list(task.labels)}")
+        numbered = name.isdigit() and task.label_names is None and not any(map(str.isdigit, task.labels))
+        hint = " (for raw labels 0, 1, ... add label_names: the labels they stand for)" if numbered else ""
+        raise RowError(f"has label {raw!r}, expected one of {list(task.labels)}{hint}")
     return float(task.labels.index(name))
 
 
@@ -209,7 +223,7 @@ def read_examples(path: Path, task: Task, split: str, max_examples: int | None =
         try:
             if isinstance(row, RowError):
                 raise row
-            _add(examples, task, fmt, row, needs_label, number)
+            _add(examples, task, fmt, row, number)
         except RowError as problem:
             if split == "train":
                 examples.skipped += 1
@@ -219,7 +233,7 @@ def read_examples(path: Path, task: Task, split: str, max_examples: int | None =
         if fmt.index is not None and split != "train":  # prediction files are keyed by these ids
             _check_unique_id(path, number, examples.ids[-1], lines_of_ids)
     if first_skipped:
-        _report_skipped(path, examples, *first_skipped)
+        report_skipped(path, examples, *first_skipped, fix="fix the file or the task's fields")
     if split != "train" and not len(examples):
         raise UsageError(f"{path} has no rows: add some, or fix the task's files in --task_file")
     return examples
@@ -234,12 +248,12 @@ def _check_unique_id(path: Path, number: int, row_id: str, lines_of_ids: dict[st
     lines_of_ids[row_id] = number
 
 
-def _report_skipped(path: Path, examples: Examples, line: int, problem: RowError) -> None:
+def report_skipped(path: Path, examples: Examples, line: int, problem: RowError, fix: str) -> None:
     """A warning naming the first malformed training row; an error when no row is usable."""
     if not len(examples):
         raise UsageError(
             f"{path} has no usable training row: all {examples.skipped} are malformed, the first"
-            f" ({path}:{line}) {problem}: fix the file or the task's fields"
+            f" ({path}:{line}) {problem}: {fix}"
         )
     logger.warning(
         "%s: skipped %d malformed training rows (the first, %s:%d, %s)",
@@ -260,8 +274,10 @@ def _rows(path: Path, fmt: SplitFormat) -> Iterator[tuple[int, dict | RowError]]
         yield from records(path, fmt)
 
 
-def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, needs_label: bool, number: int) -> None:
+def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, number: int) -> None:
     """Append one row; every field is read before anything is appended."""
+    needs_label = examples.labels is not None
+    row_id = _row_id(row, fmt, examples.split, number)
     if task.type == "token_classification":
         tokens = field_value(row, fmt.text_a)
         tags = field_value(row, fmt.label) if needs_label else None
@@ -269,17 +285,17 @@ def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, needs_labe
             raise RowError(f"needs lists of tokens ({fmt.text_a!r}) and tags ({fmt.label!r})")
         if needs_label and len(tokens) != len(tags):  # a tag past the last token would be an IndexError
             raise RowError(f"has {len(tokens)} tokens but {len(tags)} tags: give one tag per token")
-        tokens = [_text(token) for token in tokens]
+        tokens = [_as_text(token, fmt.text_a) for token in tokens]
         if needs_label:
             unknown = sorted(set(tags) - set(task.labels))
             if unknown:
                 raise RowError(f"has tag {unknown[0]!r}, expected one of {list(task.labels)}")
             examples.labels.append([task.labels.index(tag) for tag in tags])
         examples.text_a.append(tokens)
-        examples.ids.append(str(number))
+        examples.ids.append(row_id)
         return
-    text_a = _text(field_value(row, fmt.text_a))
-    text_b = _text(field_value(row, fmt.text_b)) if fmt.text_b else None
+    text_a = _as_text(field_value(row, fmt.text_a), fmt.text_a)
+    text_b = _as_text(field_value(row, fmt.text_b), fmt.text_b) if fmt.text_b else None
     choices = _choices(row, fmt) if task.type == "multiple_choice" else None
     label = label_index(task, field_value(row, fmt.label)) if needs_label else None
     if choices is not None and label is not None and label >= len(choices):
@@ -291,7 +307,21 @@ def _add(examples: Examples, task: Task, fmt: SplitFormat, row: dict, needs_labe
         examples.choices.append(choices)
     if label is not None:
         examples.labels.append(label)
-    examples.ids.append(_text(field_value(row, fmt.index)) if fmt.index else str(number))
+    examples.ids.append(row_id)
+
+
+def _row_id(row: dict, fmt: SplitFormat, split: str, number: int) -> str:
+    """The row's id field; its line number without fields.id, or for a train or dev row that lacks the
+    field (ids often come with the test file alone: only test ids key the predictions)."""
+    if fmt.index is None:
+        return str(number)
+    try:
+        value = field_value(row, fmt.index)
+    except RowError:
+        if split == "test":
+            raise
+        return str(number)
+    return _as_text(value, fmt.index)
 
 
 def _choices(row: dict, fmt: SplitFormat) -> list[str]:
@@ -299,5 +329,5 @@ def _choices(row: dict, fmt: SplitFormat) -> list[str]:
         values = field_value(row, fmt.choices)
         if not isinstance(values, list) or not values:
             raise RowError(f"has no list of choices in {fmt.choices!r}")
-        return [_text(value) for value in values]
-    return [_text(field_value(row, name)) for name in fmt.choices]
+        return [_as_text(value, fmt.choices) for value in values]
+    return [_as_text(field_value(row, name), name) for name in fmt.choices]

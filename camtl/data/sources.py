@@ -15,8 +15,12 @@ def task_data_dir(task: str, data_dirs: list[str | Path] | None) -> Path:
     by absolute paths, so any folder does, and none is needed).
 
     With one data folder it is that folder, whatever it holds (a missing split is reported by the reader,
-    naming the file); with several, no match or more than one is an error naming the folders."""
-    dirs = [Path(d) for d in data_dirs or ()]
+    naming the file); with several, no match or more than one is an error naming the folders. A folder
+    named twice (``glue glue/``, or ``glue`` and its absolute path) counts once."""
+    distinct = {}
+    for data_dir in map(Path, data_dirs or ()):
+        distinct.setdefault(data_dir.resolve(), data_dir)  # the first spelling, for the messages
+    dirs = list(distinct.values())
     folder = TASKS[task].folder
     if not folder:
         return dirs[0] if dirs else Path()

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 from camtl.data.examples import Examples
-from camtl.data.readers import read_examples
+from camtl.data.readers import RowError, read_examples, report_skipped
 from camtl.errors import UsageError
 from camtl.tasks import TASKS, Task
 
@@ -52,6 +52,14 @@ def require_split(data_dir: str | Path, task: str, split: str, needed_by: str) -
         if fix:
             raise UsageError(fix)
         fix = f"get GLUE with `{DOWNLOAD_HINT}`"
+    if path.exists():  # the other kind: a file where a saved dataset's folder belongs, or the reverse
+        dataset = TASKS[task].split(split).format == "dataset"
+        kind = (
+            "a file, not a folder saved with save_to_disk (format dataset)"
+            if dataset
+            else "a folder, not a file"
+        )
+        raise UsageError(f"{needed_by} needs {path}, which is {kind}: {fix}")
     raise UsageError(f"{needed_by} needs {path}, which does not exist: {fix}")
 
 
@@ -88,6 +96,11 @@ def _read_lines(path: Path) -> list[str | UnicodeDecodeError]:
         )
     # A leading UTF-8 BOM is dropped; splitting on "\n" alone keeps unusual Unicode separators inside text.
     raw = raw.removeprefix(b"\xef\xbb\xbf")
+    if b"\n" not in raw and b"\r" in raw.rstrip(b"\r"):  # would be read as one line: a header, no rows
+        raise UsageError(
+            f"{path} ends its lines with CR alone (classic Mac OS line endings): convert them to LF"
+            f" (tr '\\r' '\\n' < {path.name} > fixed.tsv) or re-download it"
+        )
     lines: list[str | UnicodeDecodeError] = []
     for line in raw.split(b"\n"):
         try:
@@ -99,11 +112,13 @@ def _read_lines(path: Path) -> list[str | UnicodeDecodeError]:
     return lines
 
 
+def _utf8_problem(error: UnicodeDecodeError) -> str:
+    return f"is not valid UTF-8 (byte 0x{error.object[error.start]:02x} at column {error.start + 1})"
+
+
 def _not_utf8(path: Path, line_number: int, error: UnicodeDecodeError) -> UsageError:
-    byte = error.object[error.start]
     return UsageError(
-        f"{path}:{line_number} is not valid UTF-8 (byte 0x{byte:02x} at column {error.start + 1}):"
-        " save the file as UTF-8 or re-download it"
+        f"{path}:{line_number} {_utf8_problem(error)}: save the file as UTF-8 or re-download it"
     )
 
 
@@ -177,6 +192,12 @@ def _check_layout(path: Path, lines: list, fmt, split: str) -> int:
     if fmt.header and isinstance(lines[0], UnicodeDecodeError):
         raise _not_utf8(path, 1, lines[0])
     num_columns = len(lines[0].split("\t")) if fmt.header else fmt.num_columns
+    first_row = lines[1].split("\t") if fmt.header and len(lines) > 1 and isinstance(lines[1], str) else None
+    if first_row and lines[0].endswith("\t") and len(first_row) == num_columns - 1:  # else every row is bad
+        raise UsageError(
+            f"{path}:1 ends with a tab, an empty column {num_columns} that the rows do not have: remove it"
+            " or re-download the file"
+        )
     needed = _columns_needed(fmt, needs_label=split != "test")
     if num_columns < needed:
         raise UsageError(
@@ -204,42 +225,26 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
         _check_header_names(path, lines[0], task, fmt, split)
 
     text_a, text_b, labels, ids = [], [], [], []
-    skipped = 0
+    skipped, first_skipped = 0, None  # (line, problem) of the first malformed training row
     for line_number, line in enumerate(lines[first_row:], start=first_row + 1):
         if max_examples is not None and len(text_a) >= max_examples:
             break
-        if isinstance(line, UnicodeDecodeError):
-            if split == "train":
-                skipped += 1
-                continue
+        if isinstance(line, UnicodeDecodeError) and split != "train":
             raise _not_utf8(path, line_number, line)
-        cells = line.split("\t")
-        problem = None
-        if len(cells) != num_columns:
-            problem = f"has {len(cells)} columns, expected {num_columns}"
-        elif needs_label:
-            label = _parse_label(spec, cells[fmt.label])
-            if label is None:
-                expected = (
-                    "a number in the label range" if spec.is_regression else f"one of {list(spec.labels)}"
-                )
-                problem = f"has label {cells[fmt.label]!r}, expected {expected}"
-        if problem:
-            if split == "train":
-                skipped += 1
-                continue
-            raise UsageError(f"{path}:{line_number} {problem}: fix or re-download the file")
+        try:
+            cells, label = _parse_row(spec, fmt, line, num_columns, needs_label)
+        except RowError as problem:
+            if split != "train":
+                raise UsageError(f"{path}:{line_number} {problem}: fix or re-download the file") from None
+            skipped, first_skipped = skipped + 1, first_skipped or (line_number, problem)
+            continue
         text_a.append(cells[fmt.text_a])
         if fmt.text_b is not None:
             text_b.append(cells[fmt.text_b])
         if needs_label:
             labels.append(label)
         ids.append(cells[fmt.index] if fmt.index is not None else "")
-    if skipped:
-        logger.warning(
-            "%s: skipped %d malformed training rows (wrong column count, label or not UTF-8)", path, skipped
-        )
-    return Examples(
+    examples = Examples(
         task=task,
         split=split,
         text_a=text_a,
@@ -248,6 +253,25 @@ def read_split(data_dir: str | Path, task: str, split: str, max_examples: int | 
         ids=ids,
         skipped=skipped,
     )
+    if first_skipped:
+        report_skipped(path, examples, *first_skipped, fix="fix or re-download the file")
+    return examples
+
+
+def _parse_row(spec: Task, fmt, line: str | UnicodeDecodeError, num_columns: int, needs_label: bool):
+    """A row's cells and its label (None without one); a RowError saying what is wrong with the row."""
+    if isinstance(line, UnicodeDecodeError):
+        raise RowError(_utf8_problem(line))
+    cells = line.split("\t")
+    if len(cells) != num_columns:
+        raise RowError(f"has {len(cells)} columns, expected {num_columns}")
+    if not needs_label:
+        return cells, None
+    label = _parse_label(spec, cells[fmt.label])
+    if label is None:
+        expected = "a number in the label range" if spec.is_regression else f"one of {list(spec.labels)}"
+        raise RowError(f"has label {cells[fmt.label]!r}, expected {expected}")
+    return cells, label
 
 
 def check_data_dir(data_dir: str | Path, tasks: list[str]) -> dict:
@@ -261,7 +285,7 @@ def check_data_dir(data_dir: str | Path, tasks: list[str]) -> dict:
             if spec.split(split) is None:
                 continue
             path = split_path(data_dir, task, split)
-            if not split_exists(data_dir, task, split):
+            if not path.exists():  # the wrong kind (a folder for a file) is read_split's problem to name
                 report["missing"].append(str(path))
                 continue
             try:

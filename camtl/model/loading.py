@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ from camtl.model.families import family_of
 from camtl.model.modeling import CaMtlModel
 from camtl.model.modules import conditional_parameter_names
 from camtl.model.presets import check_hub_id, declared_pooling, from_hub, resolve
+from camtl.model.saved_config import read_model_config
 from camtl.tasks import resolve_tasks
 
 logger = logging.getLogger(__name__)
@@ -35,63 +38,6 @@ ARCHITECTURE_OPTIONS = (
 )  # fmt: skip
 
 
-def _read_config(path: Path) -> dict:
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise UsageError(
-            f"'{path}' is neither a camtl checkpoint nor a model directory (no config.json):"
-            " pass a checkpoint directory, a backbone directory or a model name such as CA-MTL-mini"
-        )
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(
-            f"'{config_file}' is not valid JSON: the checkpoint is damaged, save it again"
-        ) from None
-    if not isinstance(config, dict):
-        raise UsageError(
-            f"'{config_file}' holds a JSON {type(config).__name__}, not an object of config fields:"
-            " restore the config.json saved with the model"
-        )
-    if config.get("model_type") == "camtl":
-        _check_checkpoint_fields(config_file, config)
-    return config
-
-
-# A camtl checkpoint's config fields that run.py reads before the model is built -> (type, what it holds).
-_CHECKPOINT_FIELDS = {
-    "tasks": (list, "a list of task names"),
-    "task_specs": (dict, "an object of task definitions"),
-    "max_seq_length": (int, "a whole number of tokens"),
-    "layout": (str, "a layout name"),
-    "backbone": (dict, "the backbone's config object"),
-}
-
-
-def _check_checkpoint_fields(config_file: Path, config: dict) -> None:
-    for key, (kind, holds) in _CHECKPOINT_FIELDS.items():
-        value = config.get(key)
-        well_formed = isinstance(value, kind) and not isinstance(value, bool)
-        if kind is list and well_formed:
-            well_formed = bool(value) and all(isinstance(item, str) for item in value)
-        if value is not None and not well_formed:
-            raise UsageError(
-                f"'{config_file}': {key!r} must be {holds}, got {json.dumps(value)[:60]}:"
-                " the checkpoint is damaged, use another one"
-            )
-
-
-def read_saved_config(model_name_or_path: str) -> dict:
-    """The config of a camtl checkpoint directory, checked (its tasks and max_seq_length are a run's
-    defaults when predicting from it); empty for anything else: loading the model says what else is
-    wrong."""
-    path = Path(resolve(model_name_or_path)[0]).expanduser()
-    if not (path / "config.json").is_file():
-        return {}
-    config = _read_config(path)
-    return config if config.get("model_type") == "camtl" else {}
-
-
 def usable_positions(config: PretrainedConfig) -> int:
     """The longest sequence the backbone's position embeddings allow (RoBERTa reserves pad_token_id + 1)."""
     positions = getattr(config, "max_position_embeddings", None) or 10**9
@@ -100,18 +46,32 @@ def usable_positions(config: PretrainedConfig) -> int:
     return positions
 
 
+@contextmanager
+def without_progress_bar() -> Iterator[None]:
+    """transformers' own progress bars ("Loading weights", "Writing model shards") off inside the block,
+    as they were after it: a bar for one file says nothing, and one in the middle of training tangles
+    with the training bar."""
+    progress_bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if progress_bar:
+            hf_logging.enable_progress_bar()
+
+
 def _pretrained(auto_class, location: str, **kwargs):
     """``auto_class.from_pretrained`` in fp32 with its loading info, without the load report and progress
     bar: pretraining checkpoints list their other heads as unexpected, and only missing keys matter."""
-    verbosity, progress_bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        return auto_class.from_pretrained(location, dtype=torch.float32, output_loading_info=True, **kwargs)
+        with without_progress_bar():
+            return auto_class.from_pretrained(
+                location, dtype=torch.float32, output_loading_info=True, **kwargs
+            )
     finally:
         hf_logging.set_verbosity(verbosity)
-        if progress_bar:
-            hf_logging.enable_progress_bar()
 
 
 def _check_positions(config: PretrainedConfig, max_seq_length: int) -> None:
@@ -131,7 +91,12 @@ def _load_backbone(location: str, local: bool, max_seq_length: int) -> torch.nn.
         return _pretrained(AutoModel, location, **kwargs)
 
     if local:
-        family_of(_read_config(Path(location)).get("model_type"))
+        directory = Path(location)
+        family_of(read_model_config(directory).get("model_type"))
+        # transformers reads the safetensors files (one, or the shards) when there are any, else the .bin
+        files = sorted(directory.glob("model*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
+        for weights in files:
+            _check_readable(weights, "the weights are damaged: download or save the model again")
         try:
             _check_positions(AutoConfig.from_pretrained(location), max_seq_length)
             backbone, info = load(ignore_mismatched_sizes=True)  # reported below, with the fix
@@ -242,6 +207,22 @@ def _check_model_type(path: Path, saved: dict) -> None:
         )
 
 
+def _check_readable(weights: Path, fix: str) -> None:
+    """A weights file is whole (one cut short by a full disk or an interrupted copy fails here, in one
+    line, instead of deep in from_pretrained); no tensor is read. A safetensors file's header must cover
+    it; a .bin must be torch.save's zip with its directory at the end, or an old pickle."""
+    try:
+        if weights.suffix == ".safetensors":
+            with safe_open(weights, framework="pt") as reader:
+                reader.keys()
+        elif not zipfile.is_zipfile(weights):
+            with weights.open("rb") as file:
+                if file.read(1) != b"\x80":  # the pickle protocol byte of torch.save before torch 1.6
+                    raise ValueError("not a zip archive: empty or cut short")
+    except Exception as error:  # safetensors raises its own error type for a truncated or corrupt file
+        raise UsageError(f"'{weights}' cannot be read ({error}): {fix}") from None
+
+
 def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, options) -> CaMtlModel:
     _check_model_type(path, saved)
     config = CaMtlConfig.from_pretrained(path)
@@ -251,14 +232,9 @@ def _load_checkpoint(path: Path, saved: dict, tasks, layout, max_seq_length, opt
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise UsageError(f"the checkpoint '{path}' has no model.safetensors: the checkpoint is incomplete")
-    try:
-        with safe_open(weights, framework="pt") as reader:
-            reader.keys()
-    except Exception as error:  # safetensors raises its own error type for a truncated or corrupt file
-        raise UsageError(
-            f"'{weights}' cannot be read ({error}): the checkpoint is damaged, use another one"
-        ) from None
-    model, info = _pretrained(CaMtlModel, str(path), config=config)  # no progress bar: a check follows
+    _check_readable(weights, "the checkpoint is damaged, use another one")
+    # Mismatched shapes are reported like the missing keys, below, rather than raised by transformers.
+    model, info = _pretrained(CaMtlModel, str(path), config=config, ignore_mismatched_sizes=True)
     problems = info["missing_keys"] or info["unexpected_keys"] or [key for key, *_ in info["mismatched_keys"]]
     if problems:
         raise UsageError(
@@ -292,7 +268,7 @@ def load_model(
     location, named_layout = resolve(model_name_or_path)
     path = Path(location).expanduser()
     if path.is_dir():
-        saved = _read_config(path)
+        saved = read_model_config(path)
         if saved.get("model_type") == "camtl":
             return _load_checkpoint(path, saved, tasks, layout, max_seq_length, options)
         check_options_apply(layout or named_layout or "none", options)
@@ -333,7 +309,7 @@ def load_tokenizer(model_name_or_path: str) -> PreTrainedTokenizerBase:
     location, _ = resolve(model_name_or_path)
     path = Path(location).expanduser()
     if path.is_dir():
-        saved = _read_config(path)
+        saved = read_model_config(path)
         _check_model_type(path, saved)  # the model's own problems first: they are the ones to fix
         if not any((path / name).is_file() for name in _VOCABULARY_FILES):
             raise UsageError(

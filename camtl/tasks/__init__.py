@@ -1,7 +1,8 @@
 """Tasks: their definitions (spec.py), the GLUE rows (glue.py), the other built-ins (builtin.py), the
 table and its lookups (registry.py), task files (task_file.py; ``python -m camtl.tasks.task_file``), the
-checks across a task file's tasks, their names and shared heads (declared.py), and a run's task plan
-(plan.py).
+checks across a task file's tasks, their names and shared heads (declared.py), a run's task plan
+(plan.py), and the strict reading of the YAML and JSON files a user writes, task files and run.py's
+config (structured_files.py).
 
 Imports: camtl.errors only; never camtl.data, camtl.model, camtl.training, camtl.bench or camtl.api
 (tests/test_layout.py).

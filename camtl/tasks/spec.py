@@ -39,10 +39,41 @@ class SplitFormat:
 
     @classmethod
     def from_dict(cls, values: dict) -> SplitFormat:
-        values = dict(values)
+        """The split ``to_dict`` wrote; a ValueError says what a damaged one lacks or has wrong."""
+        values = _fields_of(cls, values)
+        if values.get("format", "glue") not in FORMATS:
+            raise ValueError(f"format {values['format']!r} is not one of {', '.join(FORMATS)}")
         if isinstance(values.get("choices"), list):
             values["choices"] = tuple(values["choices"])
         return cls(**values)
+
+
+def _fields_of(cls, values: object) -> dict:
+    """``values`` as keyword arguments of the dataclass ``cls``: an object holding every field without a
+    default and no other; else a ValueError naming them (a hand-edited or truncated checkpoint)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"expected an object of fields, got {type(values).__name__}")
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(values) - {f.name for f in fields})
+    missing = [
+        f.name
+        for f in fields
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}")
+    if unknown:
+        raise ValueError(f"unknown field {', '.join(unknown)}")
+    return dict(values)
+
+
+def _listed(key: str, value: object) -> tuple:
+    """A list field as the tuple the dataclass holds (a string would become a tuple of its letters)."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{key} must be a list, got {value!r}"[:80])
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -87,13 +118,18 @@ class Task:
 
     @classmethod
     def from_dict(cls, values: dict) -> Task:
-        values = dict(values)
+        """The task ``to_dict`` wrote (a checkpoint's task_specs); a ValueError says what a damaged one
+        lacks or has wrong."""
+        values = _fields_of(cls, values)
+        if values.get("type", "classification") not in TASK_TYPES:
+            raise ValueError(f"type {values['type']!r} is not one of {', '.join(TASK_TYPES)}")
         for split in ("train", "dev", "test"):
             if values.get(split) is not None:
-                values[split] = SplitFormat.from_dict(values[split])
-        for key in ("labels", "metrics", "label_names", "aliases"):
+                try:
+                    values[split] = SplitFormat.from_dict(values[split])
+                except ValueError as error:
+                    raise ValueError(f"{split}: {error}") from None
+        for key in ("labels", "metrics", "label_names", "aliases", "label_range"):
             if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if values.get("label_range") is not None:
-            values["label_range"] = tuple(values["label_range"])
+                values[key] = _listed(key, values[key])
         return cls(**values)

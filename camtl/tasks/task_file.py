@@ -27,18 +27,27 @@ is built. ``python -m camtl.tasks.task_file`` prints the format reference genera
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from camtl.errors import UsageError
 from camtl.tasks.declared import checked_names_and_heads
 from camtl.tasks.spec import TASK_TYPES, SplitFormat, Task
+from camtl.tasks.structured_files import read_structured_file
 
 METRICS = {
     "classification": ("accuracy", "f1", "acc_and_f1", "mcc", "macro_f1"),
@@ -49,15 +58,30 @@ METRICS = {
 }
 DEFAULT_METRIC = {"classification": "accuracy", "regression": "corr", "multiple_choice": "accuracy",
                   "token_classification": "entity_f1", "masked_lm": "masked_accuracy"}  # fmt: skip
+# The fields each type reads: another would be silently ignored, so the schema refuses it.
+FIELDS_READ = {
+    "classification": ("text_a", "text_b", "label", "id"),
+    "regression": ("text_a", "text_b", "label", "id"),
+    "multiple_choice": ("text_a", "label", "id", "choices"),
+    "token_classification": ("tokens", "tags", "id"),
+    "masked_lm": ("text",),  # its test text is scored, not predicted: no ids
+}
+BINARY_METRICS = ("f1", "acc_and_f1")  # F1 of the second label: two labels only
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".conll": "conll",
               ".txt": "text", ".tokens": "text", ".raw": "text"}  # fmt: skip
 FILE_FORMATS = ("jsonl", "csv", "tsv", "conll", "text", "dataset")
-# A task's name becomes part of file names (the feature cache, predictions/<task>.jsonl): no separators.
-NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# A task's name becomes part of file names (the feature cache, predictions/<task>.jsonl): no separators,
+# and short enough that the longest of them stays under the file systems' 255 bytes.
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # Where a message sends the reader for the format (run.py --help does not describe task files).
 REFERENCE = "python -m camtl.tasks.task_file prints the format, docs/task-files.md explains it"
 Text = Annotated[StrictStr, Field(min_length=1)]
 Label = StrictStr | StrictInt  # YAML reads 0 and 1 as numbers: they stand for "0" and "1"
+
+
+def _refused(message: str) -> PydanticCustomError:
+    """A schema check that words its own line (``_problem`` puts the file and the task before it)."""
+    return PydanticCustomError("camtl", message)
 
 
 class _Strict(BaseModel):
@@ -88,7 +112,9 @@ class Fields(_Strict):
 class TaskEntry(_Strict):
     """One declared task."""
 
-    name: Text = Field(description="its name: letters, digits, '-', '_' and '.'; not a built-in name")
+    name: Text = Field(
+        description="its name: up to 64 ASCII letters, digits, '-', '_' and '.'; not a built-in name"
+    )
     type: Literal[TASK_TYPES] = Field(description="the task type")
     files: Files = Field(description="train, dev and/or test")
     format: Literal[FILE_FORMATS] | None = Field(None, description="default: from the file's extension")
@@ -99,7 +125,9 @@ class TaskEntry(_Strict):
         None, description="regression: [low, high]"
     )
     metric: Text | None = Field(None, description="the task's score")
-    metrics: Text | list[Text] | None = Field(None, description="several metrics, the first is the score")
+    metrics: Text | Annotated[list[Text], Field(min_length=1)] | None = Field(
+        None, description="several metrics instead of metric, the first is the score"
+    )
     loss_weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="a number >= 0")
     head: Text | None = Field(
         None, description="evaluate and predict with the head of another task (same type and labels)"
@@ -112,6 +140,28 @@ class TaskEntry(_Strict):
             raise ValueError("names go into file names")
         return value
 
+    @field_validator("fields")
+    @classmethod
+    def _fields_of_the_type(cls, value: Fields, info: ValidationInfo) -> Fields:
+        kind = info.data.get("type")  # absent when the type itself is bad: that error comes first
+        read = FIELDS_READ.get(kind, Fields.model_fields)
+        unread = [key for key in value.model_dump(exclude_none=True) if key not in read]
+        if unread:
+            raise _refused(
+                f"key 'fields.{unread[0]}' does not apply to {kind}: drop it ({kind} reads"
+                f" {', '.join(FIELDS_READ[kind])})"
+            )
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_or_metrics(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None and info.data.get("metric") is not None:
+            raise _refused(
+                "keys 'metric' and 'metrics' are both given: keep one (the first of metrics is the score)"
+            )
+        return value
+
 
 class TaskFile(_Strict):
     """A task file: your tasks, and where their files are."""
@@ -122,8 +172,8 @@ class TaskFile(_Strict):
 
 # The fix each key's line names when its value has the wrong type or shape.
 FIXES = {
-    "name": "give a name of letters, digits, '-', '_' and '.' (it goes into file names)",
-    "head": "name another task (letters, digits, '-', '_' and '.')",
+    "name": "give a name of letters, digits, '-', '_' and '.' (ASCII, 64 at most: it goes into file names)",
+    "head": "name another task (ASCII letters, digits, '-', '_' and '.')",
     "type": f"choose from {', '.join(TASK_TYPES)}",
     "files": "map train, dev and/or test to files",
     "format": f"choose from {', '.join(FILE_FORMATS)}",
@@ -132,7 +182,7 @@ FIXES = {
     "label_names": "list the names as text (quote yes, no, true, false: YAML reads them as booleans)",
     "label_range": "give [low, high] for regression",
     "metric": "name one metric",
-    "metrics": "list metric names",
+    "metrics": "list one metric name or more",
     "loss_weight": "give a number >= 0",
     "data_dir": "give a folder as text",
     "tasks": "list the tasks under 'tasks'",
@@ -144,14 +194,7 @@ def _read(path: Path):
         raise UsageError(f"--task_file {path} is a directory: pass the YAML or JSON task file in it")
     if not path.is_file():
         raise UsageError(f"--task_file {path} does not exist: pass a YAML or JSON task file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        if not text.strip():  # JSON cannot parse it, YAML reads it as nothing: one answer for both
-            return None
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
-        reason = str(error).replace("\n", " ")
-        raise UsageError(f"{path} cannot be read ({reason}): fix its syntax") from None
+    return read_structured_file(path)
 
 
 def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
@@ -166,6 +209,8 @@ def _problem(path: Path, content: dict, error: ValidationError) -> UsageError:
         loc, model, scope = loc[2:], TaskEntry, entry
         if not isinstance(entry, dict):
             return UsageError(f"{where[:-1]} is not a mapping of keys: write name, type, files, fields, ...")
+    if first["type"] == "camtl":  # a check that words its own line
+        return UsageError(f"{where} {first['msg']}")
     keys = []  # the keys of the path; pydantic adds the names of union members, which are skipped
     for part in loc:
         if model is not None and part in model.model_fields:
@@ -201,7 +246,7 @@ def load_task_file(path: str | Path) -> list[Task]:
         parsed = TaskFile.model_validate(content)
     except ValidationError as error:
         raise _problem(path, content, error) from None
-    base = (path.parent / parsed.data_dir).resolve()
+    base = (path.parent / Path(parsed.data_dir).expanduser()).resolve()
     tasks = [_task(entry, base, f"{path}: task '{entry.name}'") for entry in parsed.tasks]
     names = [task.name for task in tasks]
     duplicate = next((name for name in names if names.count(name) > 1), None)
@@ -213,7 +258,7 @@ def load_task_file(path: str | Path) -> list[Task]:
 def _task(entry: TaskEntry, base: Path, where: str) -> Task:
     kind = entry.type
     labels = _labels(entry, kind, where)
-    metrics = _metrics(entry, kind, where)
+    metrics = _metrics(entry, kind, labels, where)
     label_range = entry.label_range
     if kind == "regression" and not (label_range and label_range[0] < label_range[1]):
         raise UsageError(f"{where}: key 'label_range' is {label_range!r}: give [low, high] for regression")
@@ -269,7 +314,7 @@ def _label_names(entry: TaskEntry, labels: tuple[str, ...], where: str) -> tuple
     return tuple(names)
 
 
-def _metrics(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
+def _metrics(entry: TaskEntry, kind: str, labels: tuple[str, ...], where: str) -> tuple[str, ...]:
     metrics = entry.metrics or ([entry.metric] if entry.metric else [DEFAULT_METRIC[kind]])
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -277,6 +322,11 @@ def _metrics(entry: TaskEntry, kind: str, where: str) -> tuple[str, ...]:
         if metric not in METRICS[kind]:
             raise UsageError(
                 f"{where}: metric {metric!r} does not apply to {kind}: choose from {', '.join(METRICS[kind])}"
+            )
+        if metric in BINARY_METRICS and len(labels) > 2:
+            raise UsageError(
+                f"{where}: metric {metric!r} is binary (the F1 of the second label) and this task has"
+                f" {len(labels)} labels: use macro_f1"
             )
     return tuple(metrics)
 
@@ -291,7 +341,7 @@ def _splits(entry: TaskEntry, kind: str, base: Path, where: str) -> dict[str, Sp
         if split not in declared:
             splits[split] = None
             continue
-        file = (base / declared[split]).resolve()
+        file = (base / Path(declared[split]).expanduser()).resolve()
         fmt = entry.format or ("dataset" if file.is_dir() else EXTENSIONS.get(file.suffix))
         if fmt is None:
             raise UsageError(

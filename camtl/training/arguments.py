@@ -17,6 +17,7 @@ from transformers.integrations import get_available_reporting_integrations
 from transformers.utils import is_torch_xla_available
 
 from camtl.errors import UsageError
+from camtl.model.configuration import CaMtlConfig
 from camtl.training.flag_checks import check_options_camtl_applies, check_training_numbers, task_weight_map
 from camtl.training.precision import PRECISIONS, choose_precision
 from camtl.training.sampling import SAMPLERS
@@ -83,10 +84,18 @@ class ModelArguments:
         """The CaMtlConfig options set on the command line (unset ones keep the config's defaults)."""
         names = ("pooling", "conditional_modules", "attention_blocks", "attention_film", "adapter_activation",
                  "stream_residual", "loss_reduction")  # fmt: skip
-        options = {name: getattr(self, name) for name in names if getattr(self, name) not in (None, False)}
+        values = {name: getattr(self, name) for name in names}
+        # ``is``, not ``in (None, False)``: 0 == False, and --attention_blocks 0 must be checked, not dropped.
+        options = {name: value for name, value in values.items() if value is not None and value is not False}
         if self.task_weights:
             options["task_weights"] = task_weight_map(self.task_weights, "--task_weights")
         return options
+
+    def check_model_options(self, tasks: list[str], max_seq_length: int) -> None:
+        """The model options, checked as CaMtlConfig checks them but on a config without weights, so that
+        ``--pooling max``, ``--attention_blocks 0`` or a task weight for a task the run does not train
+        stops the run before the tokenizer or the backbone is read."""
+        CaMtlConfig(tasks=tasks, max_seq_length=max_seq_length, **self.model_options())
 
 
 # Sampler options: option -> (the samplers that read it, how to choose one of them).
@@ -235,7 +244,8 @@ class CaMtlTrainingArguments(TrainingArguments):
     warmup_steps: float | None = field(
         default=None,
         metadata={
-            "help": "Warmup steps, or a fraction of the steps below 1 (default 0.1: the paper's 10%; 0: none)"
+            # no percent sign: argparse %-formats help strings, and --help failed on it
+            "help": "Warmup steps, or a fraction of the steps below 1 (default 0.1, the paper's; 0: none)"
         },
     )
     warmup_proportion: float | None = field(

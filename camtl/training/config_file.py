@@ -14,6 +14,7 @@ from pathlib import Path
 from transformers.hf_argparser import string_to_bool
 
 from camtl.errors import UsageError
+from camtl.tasks.structured_files import read_structured_file
 
 EXPECTED = {int: "a whole number", float: "a number", string_to_bool: "true or false"}
 
@@ -57,8 +58,8 @@ def _checked_values(path: Path, key: str, value, action: argparse.Action) -> lis
 def config_file_to_flags(path: Path, parser: argparse.ArgumentParser) -> list[str]:
     """A JSON config {flag: value} as command-line flags, so it gets the same parsing and checks."""
     try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        config = read_structured_file(path, yaml_allowed=False)
+    except OSError as error:
         raise UsageError(f"cannot read the config file {path}: {error}") from None
     if not isinstance(config, dict):
         raise UsageError(f"the config file {path} must hold one JSON object of flag names to values")

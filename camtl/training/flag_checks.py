@@ -96,7 +96,7 @@ def check_training_numbers(args) -> None:
     _require(args, "warmup_steps", lambda v: v >= 0, "a number of steps >= 0 (or a fraction below 1)")
     _require(args, "num_train_epochs", lambda v: v >= 0, "a finite number of epochs")
     _require(args, "eval_delay", lambda v: v >= 0, "a finite number >= 0")
-    if args.max_steps < -1:
+    if args.max_steps == 0 or args.max_steps < -1:  # the Trainer trains 1 step for 0
         raise UsageError(
             f"--max_steps must be positive (or -1 to train --num_train_epochs), got {args.max_steps}"
         )

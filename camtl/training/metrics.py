@@ -3,9 +3,12 @@
 All scores are fractions (accuracy 0.853, MCC 0.521); the table shows them x100 as papers do.
 A correlation over a constant side (constant predictions or gold scores) is undefined: Pearson,
 Spearman and their mean are None (null in eval_results.json, "-" in the table), not a made-up 0, and
-the averages leave such a task out with a warning. MCC keeps the convention of GLUE's official scorer
-and sklearn, 0 there (a constant classifier is the chance-level baseline that MCC's 0 stands for), with a
-warning naming the task, so that a collapsed classifier's 0 is not read as a measured one.
+the averages leave such a task out with a warning. So is an F1 with nothing to find and nothing found
+(no positive gold label or prediction; for entity F1, no entity in the gold or the predicted tags); a
+macro F1 leaves out, with a warning, the classes on neither side. MCC keeps the convention of GLUE's
+official scorer and sklearn, 0 there (a constant classifier is the chance-level baseline that MCC's 0
+stands for), with a warning naming the task, so that a collapsed classifier's 0 is not read as a
+measured one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 from seqeval import metrics as seqeval_metrics
+from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from camtl.errors import UsageError
@@ -48,6 +52,26 @@ def _matthews(task: str, predictions: np.ndarray, labels: np.ndarray) -> float:
             )  # fmt: skip
             return 0.0
     return float(matthews_corrcoef(labels, predictions))
+
+
+def _positive_f1(predictions: np.ndarray, labels: np.ndarray) -> float | None:
+    """F1 of class 1, 2TP / (2TP + FP + FN): undefined (0/0) when neither side holds class 1 at all."""
+    if not (np.any(labels == 1) or np.any(predictions == 1)):
+        return None
+    return float(f1_score(labels, predictions, pos_label=1, zero_division=0))
+
+
+def _macro_f1(spec, predictions: np.ndarray, labels: np.ndarray) -> float:
+    """The mean F1 over the classes; a class on neither side (a small dev set) has an undefined F1 and is
+    left out of the mean, with a warning, rather than counted as 0."""
+    classes = list(range(spec.num_labels))
+    absent = [spec.labels[c] for c in classes if not (np.any(labels == c) or np.any(predictions == c))]
+    if absent:
+        logger.warning(
+            "%s: no gold label and no prediction is %s, so macro_f1 averages the other classes",
+            spec.name, " or ".join(map(repr, absent)),
+        )  # fmt: skip
+    return float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=np.nan))
 
 
 def _class_indices(name: str, values: np.ndarray, num_labels: int, allow_unknown: bool = False) -> np.ndarray:
@@ -102,20 +126,18 @@ def _sequence_metrics(spec, predictions: np.ndarray, labels: np.ndarray) -> dict
     labels = _class_indices(f"{spec.name} labels", labels, spec.num_labels)
     metrics["accuracy"] = float(accuracy_score(labels, predictions))
     if "f1" in spec.metrics:
-        metrics["f1"] = float(f1_score(labels, predictions, pos_label=1, zero_division=0))
-        metrics["acc_and_f1"] = (metrics["accuracy"] + metrics["f1"]) / 2
+        metrics["f1"] = _positive_f1(predictions, labels)
+        metrics["acc_and_f1"] = None if metrics["f1"] is None else (metrics["accuracy"] + metrics["f1"]) / 2
     if "macro_f1" in spec.metrics:
-        classes = list(range(spec.num_labels))
-        metrics["macro_f1"] = float(
-            f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)
-        )
+        metrics["macro_f1"] = _macro_f1(spec, predictions, labels)
     if "mcc" in spec.metrics:
         metrics["mcc"] = _matthews(spec.name, predictions, labels)
     return metrics
 
 
-def _entity_metrics(spec, predictions: list[list[int]], labels: list[list[int]]) -> dict[str, float]:
-    """Entity-level precision, recall and F1 of BIO tags (seqeval's CoNLL evaluation)."""
+def _entity_metrics(spec, predictions: list[list[int]], labels: list[list[int]]) -> dict[str, float | None]:
+    """Entity-level precision, recall and F1 of BIO tags (seqeval's CoNLL evaluation); all undefined
+    (None) when neither the gold tags nor the predicted ones hold an entity."""
     if len(predictions) != len(labels) or not labels:
         raise ValueError(
             f"{spec.name}: one tag list per sentence is needed, got {len(predictions)} for {len(labels)}"
@@ -123,6 +145,8 @@ def _entity_metrics(spec, predictions: list[list[int]], labels: list[list[int]])
     names = spec.labels
     predicted = [[names[t] for t in sentence] for sentence in predictions]
     gold = [[names[t] for t in sentence] for sentence in labels]
+    if not (get_entities(gold) or get_entities(predicted)):  # nothing to find, nothing found: 0/0
+        return dict.fromkeys(("entity_precision", "entity_recall", "entity_f1"))
     return {
         "entity_precision": float(seqeval_metrics.precision_score(gold, predicted, zero_division=0)),
         "entity_recall": float(seqeval_metrics.recall_score(gold, predicted, zero_division=0)),
@@ -164,7 +188,8 @@ def _format_metric(name: str, value: float | None) -> str:
 
 
 def _undefined(results: dict[str, dict]) -> list[str]:
-    """The tasks whose score is undefined (a correlation over constant values): no average counts them."""
+    """The tasks whose score is undefined (a correlation over constant values, an F1 over no positive): no
+    average counts them."""
     return [task for task, metrics in _task_results(results).items() if metrics["score"] is None]
 
 
@@ -196,14 +221,32 @@ def summarize(results: dict[str, dict]) -> dict:
     if len(glue) < len(summary) - ("glue_average" in summary) - ("glue_average_with_wnli" in summary):
         defined = [m["score"] for m in _task_results(summary).values() if m["score"] is not None]
         summary["average"] = float(np.mean(defined)) if defined else None
-    undefined = _undefined(summary)
+    _warn_undefined(summary)
+    return summary
+
+
+def _warn_undefined(results: dict[str, dict]) -> None:
+    """Name the tasks whose score is undefined (left out of the averages), and the other metrics that
+    are, so that no null in eval_results.json goes unexplained."""
+    reason = (
+        "a correlation over constant predictions or gold scores, or an F1 with no positive on either side"
+    )
+    undefined = _undefined(results)
     if undefined:
         logger.warning(
-            "%s: the score is undefined (a correlation over constant predictions or gold scores):"
-            " reported as null and left out of the averages",
+            "%s: the score is undefined (%s): reported as null and left out of the averages",
             ", ".join(undefined),
+            reason,
         )
-    return summary
+    others = [
+        f"{task} {name}"
+        for task, metrics in _task_results(results).items()
+        if task not in undefined
+        for name, value in metrics.items()
+        if value is None
+    ]
+    if others:
+        logger.warning("%s undefined (%s): reported as null", ", ".join(others), reason)
 
 
 AVERAGES = SUMMARY_KEYS  # the summary keys of eval_results.json, which no task may be named

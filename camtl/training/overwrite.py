@@ -1,11 +1,12 @@
 """``--overwrite_output_dir`` that never leaves a folder worse than it found it.
 
-A new training run into a folder that holds an earlier run moves the earlier run's files into a hidden
-folder ``.camtl-earlier-run`` inside it (a rename: cheap, and on the same disk) instead of deleting them.
-The earlier run is deleted once the new run can stand on its own: its final model is saved, or it has a
-complete checkpoint to resume from. A run that fails (or is stopped) before that is undone: its files are
-removed and the earlier run's moved back. A run killed outright is settled the same way by the next
-training run into the folder. Only camtl's own files move: anything else in the folder stays put.
+A new training run into a folder that holds an earlier run (a run resuming from a checkpoint outside the
+folder is a new one there) moves the earlier run's files into a hidden folder ``.camtl-earlier-run``
+inside it (a rename: cheap, and on the same disk) instead of deleting them. The earlier run is deleted
+once the new run can stand on its own: its final model is saved, or it has a complete checkpoint to
+resume from. A run that fails (or is stopped) before that is undone: its files are removed and the
+earlier run's moved back. A run killed outright is settled the same way by the next training run into
+the folder. Only camtl's own files move: anything else in the folder stays put.
 """
 
 from __future__ import annotations
@@ -99,19 +100,26 @@ class Replacement:
         shutil.rmtree(self.output_dir / ASIDE, ignore_errors=True)
 
 
+def resumes_from_within(output_dir: Path, resume: Path | None) -> bool:
+    """A resume from a checkpoint inside ``output_dir`` continues the run there, which stays; one from
+    elsewhere replaces whatever earlier run the folder holds, like a fresh start."""
+    return resume is not None and resume.resolve().is_relative_to(output_dir.resolve())
+
+
 @contextmanager
 def replacing_earlier_run(
     output_dir: Path, resume: Path | None, is_main: bool, world_size: int
 ) -> Iterator[Replacement]:
     """A training run that replaces (or resumes) the run in ``output_dir``: its id (a resumed run keeps
-    its checkpoint's) is written to run.json; an earlier run is set aside and settled when the block ends."""
+    its checkpoint's) is written to run.json; an earlier run (any, unless ``resume`` lies in the folder)
+    is set aside and settled when the block ends."""
     run_id = ((read_marker(resume) or {}).get("run_id") if resume else None) or new_run_id()
     replacement = Replacement(output_dir, run_id)
     if not is_main:
         yield replacement
         return
     settle(output_dir, world_size)  # a run killed outright left an earlier run aside
-    if resume is None:
+    if not resumes_from_within(output_dir, resume):
         set_aside(output_dir)
     remove_stale_staging(output_dir)
     write_run_file(output_dir, run_id)

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 
+from camtl.model.loading import without_progress_bar
 from camtl.training.checkpoints import (
     complete_checkpoint,
     prepare_staging,
@@ -81,6 +82,12 @@ class CheckpointSaving:
             self._staging = None
             if self.is_world_process_zero():
                 shutil.rmtree(staged.parent, ignore_errors=True)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """The Trainer's model save (into a checkpoint, and the final model) without transformers' "Writing
+        model shards" bar, which would print into the middle of the training bar's line."""
+        with without_progress_bar():
+            super().save_model(output_dir, _internal_call=_internal_call)
 
     def _save_camtl_state(self, checkpoint: Path) -> None:
         if hasattr(self, "usage"):  # every rank keeps its own counters

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import operator
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from camtl.data.sources import task_data_dir
+from camtl.data.splits import read_split
 from camtl.tasks import TASKS, canonical_task_name
+
+logger = logging.getLogger(__name__)
 
 SUBMISSION_ZIP = "glue_submission.zip"
 
@@ -61,11 +66,24 @@ def _row_ids(task: str, ids: list[str], count: int) -> list[str]:
     return ids
 
 
-def write_submission(predictions: dict[str, tuple[list[str], np.ndarray]], output_dir: str | Path) -> Path:
+def cut_short(tasks: list[str], data_dirs: list[str] | None, max_predict_samples: int | None) -> list[str]:
+    """The tasks whose test file holds more rows than the ``--max_predict_samples`` predicted (one more
+    row is read to tell: a test file of exactly that many rows was predicted whole)."""
+    if max_predict_samples is None:
+        return []
+    one_more = max_predict_samples + 1
+    return [t for t in tasks if len(read_split(task_data_dir(t, data_dirs), t, "test", one_more)) == one_more]
+
+
+def write_submission(
+    predictions: dict[str, tuple[list[str], np.ndarray]], output_dir: str | Path, partial: Sequence[str] = ()
+) -> Path | None:
     """Write ``<output_dir>/<Task>.tsv`` for each task and zip them flat into ``glue_submission.zip``.
 
     ``predictions`` maps a task to its test ids (the index column, blank when absent) and predictions.
-    Returns the zip path.
+    Returns the zip path; None, with a warning, when some tasks predicted only part of their test set
+    (``partial``, see ``cut_short``): the leaderboard scores every test row, so no zip is written that
+    looks like a submission.
     """
     if not predictions:
         raise ValueError("no task predictions to write")
@@ -91,6 +109,15 @@ def write_submission(predictions: dict[str, tuple[list[str], np.ndarray]], outpu
     for name, text in contents.items():
         with _atomic_path(output_dir / name) as temporary:
             temporary.write_text(text, encoding="utf-8", newline="\n")
+    if partial:
+        files = ", ".join(TASKS[canonical_task_name(task)].submission_file for task in partial)
+        logger.warning(
+            "--max_predict_samples predicted only the first test rows in %s: no %s is written (the"
+            " leaderboard scores every row); predict without --max_predict_samples to submit",
+            files,
+            SUBMISSION_ZIP,
+        )
+        return None
 
     zip_path = output_dir / SUBMISSION_ZIP
     with (
