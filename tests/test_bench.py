@@ -381,6 +381,21 @@ def test_an_undefined_correlation_counts_as_no_correlation_in_the_study():
     assert summary["glue_average"] == pytest.approx((0.0 + 0.75) / 2)  # over the same tasks as any run's
 
 
+def test_train_minutes_leave_out_a_run_resumed_after_a_hard_stop():
+    def record(seed: int, runtime: float, resumed_from: int | None) -> dict:
+        return {
+            "contender": "vanilla", "seed": seed, "scores": {"rte": 0.5}, "glue_average": 0.5,
+            "trainable_params": 10, "examples_seen": 64, "percent_data_used": 1.0, "cpu": "CPU",
+            "cpu_seconds": runtime, "train_runtime": runtime, "resumed_from_step": resumed_from,
+        }  # fmt: skip
+
+    runs = [record(1, 600.0, None), record(2, 1200.0, None), record(3, 60.0, 1800)]
+    row = report.summarize(runs)["vanilla"]
+    assert row["train_minutes"] == pytest.approx(15.0) and row["timed_runs"] == 2
+    assert report.timed_cell(row, 3) == "15.0 (2 of 3 runs)"
+    assert report.summarize(runs[2:])["vanilla"]["train_minutes"] is None
+
+
 def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_path):
     whole = glue_mini(tiny_bert, tmp_path / "whole", "--contenders", "vanilla")
     assert whole.returncode == 0, whole.stderr[-3000:]

@@ -173,13 +173,27 @@ def summarize(records: list[dict], order: list[str] | None = None) -> dict[str, 
             "trainable_params": statistics.mean(r["trainable_params"] for r in runs),
             "percent_data_used": statistics.mean(used) if used else None,
             "examples_seen": statistics.mean(r["examples_seen"] for r in runs),
-            "train_minutes": statistics.mean(r["train_runtime"] for r in runs) / 60,
+            # a hard stop loses the time of a resumed run's earlier part, so only whole runs are timed
+            "train_minutes": statistics.mean(whole) / 60 if (whole := whole_run_times(runs)) else None,
+            "timed_runs": len(whole),
             "cpus": sorted(
                 {c for r in runs for c in ([r["cpu"]] if isinstance(r["cpu"], str) else r["cpu"])}
             ),
             "cpu_hours": sum(r["cpu_seconds"] for r in runs) / 3600,
         }
     return summary
+
+
+def whole_run_times(runs: list[dict]) -> list[float]:
+    """train_runtime of the runs trained in one go: a run resumed after a hard stop (``resumed_from_step``)
+    never logged the runtime of the part before the stop."""
+    return [r["train_runtime"] for r in runs if r.get("resumed_from_step") is None]
+
+
+def timed_cell(row: dict, seeds: int) -> str:
+    """Mean train minutes per run, with how many runs it counts when a resumed run was left out."""
+    minutes = f"{row['train_minutes']:.1f}"
+    return minutes if row["timed_runs"] == seeds else f"{minutes} ({row['timed_runs']} of {seeds} runs)"
 
 
 def comparisons(output: Path, records: list[dict], labels: dict[str, np.ndarray]) -> list[dict]:
@@ -261,7 +275,7 @@ def format_contenders(summary: dict[str, dict], floor: dict[str, float] | None) 
                 f"{row['trainable_params'] / 1e6:.1f} M",
                 used,
                 f"{row['examples_seen']:,.0f}",
-                f"{row['train_minutes']:.1f}",
+                "-" if row["train_minutes"] is None else timed_cell(row, seeds),
                 ", ".join(row["cpus"]),
             ]
         )
@@ -326,6 +340,7 @@ def write_reports(
     summary = summarize(records, order)
     compared = comparisons(output, records, labels)
     cpu_hours = sum(r["cpu_seconds"] for r in records) / 3600
+    resumed = len(records) - len(whole_run_times(records))
     s = settings
     intro = (
         f"Backbone {backbone_label(s.backbone)}, {s.max_steps} steps x batch {s.batch_size} per multitask run"
@@ -342,7 +357,9 @@ def write_reports(
         "Paired differences of GLUE averages (x100), per seed and pooled, with a bootstrap over seeds and"
         f" dev rows ({BOOTSTRAP} replicates):", "", *format_comparisons(compared), "",
         f"CPU time of the {len(records)} records: {cpu_hours:.1f} h (user + system of the run.py"
-        " processes; evaluation not included).", "", "Made by:", "", *(f"    {c}" for c in commands),
+        " processes; evaluation not included"
+        + (f"; the {resumed} resumed after a hard stop count their last part only" if resumed else "")
+        + ").", "", "Made by:", "", *(f"    {c}" for c in commands),
     ]  # fmt: skip
     (output / "table.md").write_text("\n".join(lines) + "\n")
     (output / "claims.md").write_text("\n".join(format_claims(compared)) + "\n")
