@@ -38,7 +38,7 @@ from camtl.tasks import TASKS
 from camtl.tasks.plan import TaskPlan, plan_tasks
 from camtl.training.allocator import retain_freed_memory
 from camtl.training.arguments import CaMtlTrainingArguments, DataArguments
-from camtl.training.checkpoints import check_explicit, choose_latest
+from camtl.training.checkpoints import check_explicit, choose_latest, resumes_latest
 from camtl.training.command_line import parse_arguments
 from camtl.training.evaluation import predict_tasks
 from camtl.training.filesystem import check_writable, redirect_outputs, results_dir, writing_results
@@ -62,7 +62,7 @@ def resolve_resume(model_args, data_args, args: CaMtlTrainingArguments, settings
     resume = args.resume_from_checkpoint
     if resume is None:
         return None
-    if resume.lower() in ("latest", "true"):
+    if resumes_latest(resume):
         checkpoint = choose_latest(Path(args.output_dir), args.world_size)
     else:
         checkpoint = check_explicit(Path(resume), args.world_size)
@@ -150,7 +150,7 @@ def check_output_dir_free(args: CaMtlTrainingArguments) -> None:
     run there (a resume from a checkpoint inside it)."""
     output_dir, resume = Path(args.output_dir), args.resume_from_checkpoint
     continues = resume is not None and (
-        resume.lower() in ("latest", "true") or resumes_from_within(output_dir, Path(resume))
+        resumes_latest(resume) or resumes_from_within(output_dir, Path(resume))
     )
     if output_dir.is_dir() and any(output_dir.iterdir()) and not (args.overwrite_output_dir or continues):
         raise UsageError(

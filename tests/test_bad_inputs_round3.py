@@ -339,6 +339,14 @@ COMMAND_LINES = {
     ),
     "an empty --output_dir": Case(evaluate(output_dir=""), "--output_dir is empty: give it a path"),
     "an empty --data_dir": Case(evaluate(data_dir=""), "--data_dir is empty: give it a path"),
+    "a switch and its --no_ spelling": Case(
+        evaluate("--dataloader_pin_memory", "true", "--no_dataloader_pin_memory"),
+        "--dataloader_pin_memory is given twice with different values (true, then false, as"
+        " --dataloader_pin_memory and --no_dataloader_pin_memory): keep one",
+    ),
+    "a stray first word with a dot, not a file": Case(
+        ["output.v2", *evaluate()], "unrecognized arguments: output.v2"
+    ),
     "a YAML config file": Case(
         ["{work}/conf.yaml"], "conf.yaml: config files are JSON", write("conf.yaml", "do_eval: true\n")
     ),

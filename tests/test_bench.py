@@ -187,6 +187,11 @@ def test_replace_flags_sets_adds_and_removes_flags():
     flags = ("--a", "1", "--b", "2")
     assert replace_flags(flags, b="3") == ("--a", "1", "--b", "3")
     assert replace_flags(flags, a=None, c="4") == ("--b", "2", "--c", "4")
+    listed = ("--tasks", "cola", "rte", "--overwrite_output_dir", "--lr", "-1", "--tasks", "mrpc")
+    replaced = replace_flags(listed, tasks=("sst-2", "qnli"))
+    assert replaced == ("--overwrite_output_dir", "--lr", "-1", "--tasks", "sst-2", "qnli")
+    removed = replace_flags(listed, overwrite_output_dir=None, tasks=None, do_train=())
+    assert removed == ("--lr", "-1", "--do_train")
 
 
 EXPECTED_CHANGES = {

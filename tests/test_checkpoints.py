@@ -232,6 +232,31 @@ def bin_weights_cut_short(path):
     cut_in_half(path / "pytorch_model.bin")
 
 
+SHARDS = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+
+
+def in_two_shards(path):
+    """The weights saved as transformers shards them: two files and model.safetensors.index.json."""
+    tensors = load_file(path / "model.safetensors")
+    names = sorted(tensors)
+    parts = dict(zip(SHARDS, (names[: len(names) // 2], names[len(names) // 2 :]), strict=True))
+    for shard, keys in parts.items():
+        save_file({k: tensors[k] for k in keys}, path / shard, metadata={"format": "pt"})
+    weight_map = {key: shard for shard, keys in parts.items() for key in keys}
+    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    (path / "model.safetensors").unlink()
+
+
+def a_shard_cut_short(path):
+    in_two_shards(path)
+    cut_in_half(path / SHARDS[1])
+
+
+def an_index_cut_short(path):
+    in_two_shards(path)
+    cut_in_half(path / "model.safetensors.index.json")
+
+
 DAMAGED_MODELS = {
     "backbone weights of 0 bytes": (
         "backbone", lambda p: (p / "model.safetensors").write_bytes(b""), "small): the weights are damaged"
@@ -240,6 +265,10 @@ DAMAGED_MODELS = {
         "backbone", lambda p: cut_in_half(p / "model.safetensors"), "model.safetensors' cannot be read"
     ),
     "backbone pytorch_model.bin cut short": ("backbone", bin_weights_cut_short, "the weights are damaged"),
+    "a backbone shard cut short": ("backbone", a_shard_cut_short, f"{SHARDS[1]}' cannot be read"),
+    "a backbone shard index cut short": (
+        "backbone", an_index_cut_short, "model.safetensors.index.json' is not a weights index"
+    ),
     "a task definition without its fields": (
         "checkpoint",
         edit_config(task_specs={"mine": {"name": "mine"}}, tasks=["mine"]),
@@ -257,6 +286,19 @@ DAMAGED_MODELS = {
         "checkpoint", edit_config(tasks=["rte", "sst-2"]), "model.safetensors' does not match its config.json"
     ),
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["whole", "sharded"])
+def test_backbone_weights_are_read_from_the_files_transformers_reads(layout, tiny_bert, tmp_path):
+    path = tmp_path / "model"
+    shutil.copytree(tiny_bert, path)
+    if layout == "sharded":
+        in_two_shards(path)
+    (path / "model-old.safetensors").write_bytes(b"")  # a stray file that transformers never opens
+    model = load_model(str(path), ["rte"], layout="base", max_seq_length=32)
+    (saved,) = [v for k, v in load_file(tiny_bert / "model.safetensors").items() if "word_embeddings" in k]
+    (loaded,) = [v for k, v in model.state_dict().items() if "word_embeddings" in k]
+    assert torch.equal(loaded, saved)  # the pretrained weights, not a fresh initialisation
 
 
 @pytest.fixture(scope="module")

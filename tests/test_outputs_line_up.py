@@ -195,6 +195,16 @@ def test_margins_refuse_what_they_cannot_compare_in_one_line(name, tmp_path):
         probe.run_margins(margins_setup(tmp_path, results, probe_rows), "margins")
 
 
+def test_margins_of_a_run_without_recorded_settings_need_max_eval_samples(tmp_path, capsys):
+    args = margins_setup(tmp_path, RTE_SCORED, DEV_ROWS)
+    (args.run_dir / "checkpoint-2" / "run_settings.json").write_text("{")  # damaged: its cap is unknown
+    with pytest.raises(UsageError, match="its --max_eval_samples is unknown: give the run's"):
+        probe.run_margins(args, "margins")
+    args.max_eval_samples = 5
+    probe.run_margins(args, "margins")
+    assert "on the first 5 dev rows" in capsys.readouterr().out
+
+
 def test_margins_read_the_runs_recorded_max_eval_samples(tmp_path, capsys):
     probe.run_margins(margins_setup(tmp_path, RTE_SCORED, DEV_ROWS), "margins")
     printed = capsys.readouterr().out

@@ -65,6 +65,20 @@ def test_runs_that_are_not_the_comparison_are_refused(tmp_path, swap, message):
         parity.check_runs({name: parity.load_run(path) for name, path in runs.items()})
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("checkpoint-1400/run_settings.json", "no checkpoint with a readable run_settings.json"),
+        ("eval_results.json", "eval_results.json is not valid JSON"),
+    ],
+)
+def test_a_damaged_run_file_is_refused_in_one_line(tmp_path, damage, message):
+    run_dir = three_runs(tmp_path)["bf16"]
+    (run_dir / damage).write_text('{"seed": ')
+    with pytest.raises(UsageError, match=message):
+        parity.load_run(run_dir)
+
+
 def test_settings_that_only_watch_a_run_may_differ_but_the_dev_rows_scored_may_not(tmp_path):
     runs = three_runs(tmp_path, logging_steps=50, data_dir="elsewhere")
     parity.check_runs({name: parity.load_run(path) for name, path in runs.items()})

@@ -104,6 +104,13 @@ def test_zip_holds_exactly_the_written_files_flat(tmp_path):
     assert read_rows(tmp_path / "STS-B.tsv")[1:] == [["0", "0.250"], ["1", "4.500"], ["2", "5.000"]]
 
 
+def test_a_partial_prediction_removes_an_earlier_whole_predictions_zip(tmp_path):
+    assert write_submission({"cola": (["0", "1"], np.array([0, 1]))}, tmp_path) == tmp_path / SUBMISSION_ZIP
+    assert write_submission({"cola": (["0"], np.array([1]))}, tmp_path, partial=["cola"]) is None
+    assert not (tmp_path / SUBMISSION_ZIP).exists()  # no zip left pairing with the partial CoLA.tsv
+    assert (tmp_path / "CoLA.tsv").read_text().splitlines() == ["index\tprediction", "0\t1"]
+
+
 def test_blank_ids_fall_back_to_row_positions(tmp_path):
     write_submission({"sst-2": (["", "", ""], np.array([1, 0, 1]))}, tmp_path)
     assert read_rows(tmp_path / "SST-2.tsv")[1:] == [["0", "1"], ["1", "0"], ["2", "1"]]

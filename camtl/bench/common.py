@@ -57,17 +57,21 @@ def x100(value: float | None, digits: int = 1) -> str:
 RUNNING: set[subprocess.Popen] = set()
 
 
-def replace_flags(flags: tuple[str, ...], **values: str | None) -> tuple[str, ...]:
-    """``flags`` with ``--name value`` set (added if absent); a value of None removes the flag. run.py
-    refuses a flag given twice with different values, so a variant of a command replaces, never appends."""
+def replace_flags(flags: tuple[str, ...], **values: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``flags`` with ``--name value...`` set (added if absent): a string is one value, a sequence any
+    number (none for a switch); None removes the flag. A flag's values are the words up to the next
+    ``--`` word. run.py refuses a flag given twice, so a variant of a command replaces, never appends."""
     out = list(flags)
     for name, value in values.items():
         flag = f"--{name}"
-        if flag in out:
-            at = out.index(flag)
-            del out[at : at + 2]
+        while flag in out:
+            at = end = out.index(flag)
+            end += 1
+            while end < len(out) and not out[end].startswith("--"):
+                end += 1
+            del out[at:end]
         if value is not None:
-            out += [flag, value]
+            out += [flag, *([value] if isinstance(value, str) else value)]
     return tuple(out)
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camtl.bench.common import DEV_TASKS, GLUE_AVERAGE_TASKS, markdown_table, read_json
+from camtl.bench.common import DEV_TASKS, GLUE_AVERAGE_TASKS, markdown_table
+from camtl.bench.probe import read_run_results
 from camtl.errors import UsageError
-from camtl.training.checkpoints import checkpoints_in
+from camtl.training.checkpoints import recorded_run_settings
 from camtl.training.run_settings import DEFINING, SETTINGS
 
 # The two factors compared; every other setting that defines a run (camtl.training.run_settings), and
@@ -28,15 +29,14 @@ def _must_agree(name: str) -> bool:
 
 def load_run(run_dir: Path) -> tuple[dict, dict]:
     """A finished run's eval_results.json and the settings its latest checkpoint recorded."""
-    results = run_dir / "eval_results.json"
-    if not results.is_file():
-        raise UsageError(f"no {results}: give a run.py --output_dir that ran with --do_train --do_eval")
-    recorded = [path / "run_settings.json" for path in checkpoints_in(run_dir)]
-    if not recorded or not recorded[0].is_file():
+    results = read_run_results(run_dir / "eval_results.json")
+    settings = recorded_run_settings(run_dir)
+    if settings is None:
         raise UsageError(
-            f"no checkpoint with run_settings.json in {run_dir}: run with --save_steps at most --max_steps"
+            f"no checkpoint with a readable run_settings.json in {run_dir}: run with --save_steps at most"
+            " --max_steps"
         )
-    return read_json(results), read_json(recorded[0])
+    return results, settings
 
 
 def check_runs(runs: dict[str, tuple[dict, dict]]) -> None:

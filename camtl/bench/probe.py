@@ -39,7 +39,7 @@ from camtl.data.splits import read_split, split_exists, split_path
 from camtl.errors import UsageError
 from camtl.model.presets import bundled_encoder_path
 from camtl.tasks import TASKS, TRAINABLE_TASKS, resolve_tasks
-from camtl.training.checkpoints import checkpoints_in
+from camtl.training.checkpoints import recorded_run_settings
 from camtl.training.metrics import compute_metrics
 from camtl.training.run_settings import SETTINGS_FILE
 
@@ -302,16 +302,6 @@ def add_margin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probe", type=Path, default=Path("results/probe.json"))
 
 
-def recorded_settings(run_dir: Path) -> dict:
-    """The run settings in the newest checkpoint of a run.py --output_dir; {} without one."""
-    for checkpoint in checkpoints_in(run_dir):
-        try:
-            return read_json(checkpoint / SETTINGS_FILE)
-        except (OSError, ValueError):  # an older or damaged checkpoint: try the one before it
-            continue
-    return {}
-
-
 def read_run_results(results_file: Path) -> dict:
     """A run's eval_results.json, checked to hold a score per GLUE dev task."""
     if not results_file.is_file():
@@ -360,7 +350,13 @@ def run_margins(args: argparse.Namespace, command: str) -> None:
     """Print a run's margins over the floor; ``--max_eval_samples`` and the dev data default to what the
     run's newest checkpoint recorded."""
     results = read_run_results(args.run_dir / "eval_results.json")
-    settings = recorded_settings(args.run_dir)
+    settings = recorded_run_settings(args.run_dir)
+    if settings is None and args.max_eval_samples is None:
+        raise UsageError(
+            f"{args.run_dir} has no checkpoint with a readable {SETTINGS_FILE}, so its --max_eval_samples is"
+            " unknown: give the run's --max_eval_samples N (one above every dev set's size for whole sets)"
+        )
+    settings = settings or {}
     cap = args.max_eval_samples if args.max_eval_samples is not None else settings.get("max_eval_samples")
     floor = load_floor(args.probe, cap)
     check_dev_sets(

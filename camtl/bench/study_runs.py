@@ -17,6 +17,7 @@ from camtl.bench.common import (
     execute,
     read_json,
     read_training,
+    replace_flags,
     train_runtime,
     write_json,
 )
@@ -103,7 +104,7 @@ def train_and_evaluate(flags: list[str], output_dir: Path, settings: Settings, c
     load, cpu = os.getloadavg()[0], cpu_seconds_of_children()
     resumed_from = resumable_step(output_dir)
     if resumed_from is not None:  # a stopped session's run continues exactly where it stopped
-        flags = [f for f in flags if f != "--overwrite_output_dir"] + ["--resume_from_checkpoint", "latest"]
+        flags = list(replace_flags(tuple(flags), overwrite_output_dir=None, resume_from_checkpoint="latest"))
     wall = execute(flags, output_dir, settings.threads, fresh=resumed_from is None)
     torch.set_num_threads(settings.threads)
     metrics, predictions = evaluate_saved(output_dir, settings, cache_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers import logging as hf_logging
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from camtl.errors import UsageError
 from camtl.model.configuration import CHECKPOINT_FORMAT, CaMtlConfig, check_options_apply
@@ -93,9 +95,7 @@ def _load_backbone(location: str, local: bool, max_seq_length: int) -> torch.nn.
     if local:
         directory = Path(location)
         family_of(read_model_config(directory).get("model_type"))
-        # transformers reads the safetensors files (one, or the shards) when there are any, else the .bin
-        files = sorted(directory.glob("model*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
-        for weights in files:
+        for weights in _weight_files(directory):
             _check_readable(weights, "the weights are damaged: download or save the model again")
         try:
             _check_positions(AutoConfig.from_pretrained(location), max_seq_length)
@@ -205,6 +205,24 @@ def _check_model_type(path: Path, saved: dict) -> None:
             f"'{path}' was saved by camtl 0.1 (its hand-written encoder and conditional layout), which this"
             " version cannot load: retrain from the backbone, or load it with camtl 0.1 (commit d72e0ee)"
         )
+
+
+def _weight_files(directory: Path) -> list[Path]:
+    """The files transformers reads a local backbone's weights from: model.safetensors, else the shards its
+    index names, else the same for pytorch_model.bin (a stray file such as model-old.safetensors is none)."""
+    for single, index in ((SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME), (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)):
+        if (directory / single).is_file():
+            return [directory / single]
+        if (directory / index).is_file():
+            try:
+                shards = json.loads((directory / index).read_text(encoding="utf-8"))["weight_map"].values()
+                return [directory / shard for shard in sorted(set(shards))]
+            except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
+                raise UsageError(
+                    f"'{directory / index}' is not a weights index (a JSON object with a weight_map):"
+                    " download or save the model again"
+                ) from None
+    return []
 
 
 def _check_readable(weights: Path, fix: str) -> None:

@@ -45,6 +45,24 @@ def checkpoints_in(run_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+def recorded_run_settings(run_dir: Path) -> dict | None:
+    """The run settings that the newest checkpoint of a run.py --output_dir recorded (an older checkpoint's
+    when the newest one's file is missing or damaged); None without any."""
+    for checkpoint in checkpoints_in(run_dir):
+        try:
+            settings = json.loads((checkpoint / SETTINGS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(settings, dict):
+            return settings
+    return None
+
+
+def resumes_latest(resume: str) -> bool:
+    """Whether a --resume_from_checkpoint value asks for the run's newest complete checkpoint."""
+    return resume.lower() in ("latest", "true")
+
+
 def read_marker(checkpoint: Path) -> dict | None:
     try:
         return json.loads((checkpoint / MARKER).read_text())

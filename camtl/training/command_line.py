@@ -84,10 +84,19 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, CaM
     return tuple(parsed)
 
 
+# What a config file may be called: JSON is read; a YAML name is answered with how to convert it.
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
 def _config_file(argv: list[str]) -> Path | None:
     """The config file that ``argv`` is (a first word that is no flag but a file name), checked to be JSON
     and alone; None for flags."""
-    if not argv or argv[0].startswith("-") or not (Path(argv[0]).suffix or Path(argv[0]).is_file()):
+    first = Path(argv[0]) if argv else None
+    if (
+        first is None
+        or argv[0].startswith("-")
+        or not (first.suffix.lower() in CONFIG_SUFFIXES or first.is_file())
+    ):
         return None  # flags, or a stray word that argparse names
     if Path(argv[0]).suffix.lower() != ".json":
         raise UsageError(
@@ -125,7 +134,11 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[set[str], 
             shown = ", then ".join(str(shown_value(value)) for value in each)
             merge = f", or list every value after one --{name}" if isinstance(each[0], list) else ""
             times = "twice" if len(each) == 2 else f"{len(each)} times"
-            raise UsageError(f"--{name} is given {times} with different values ({shown}): keep one{merge}")
+            negated = any(word.split("=", 1)[0] == f"--no_{name}" for word in argv)
+            spelled = f", as --{name} and --no_{name}" if negated else ""
+            raise UsageError(
+                f"--{name} is given {times} with different values ({shown}{spelled}): keep one{merge}"
+            )
     named = {word[2:].split("=", 1)[0] for word in argv if word.startswith("--")}
     return {name for name in named if hasattr(values, name)}, values
 

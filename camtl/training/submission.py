@@ -110,6 +110,8 @@ def write_submission(
         with _atomic_path(output_dir / name) as temporary:
             temporary.write_text(text, encoding="utf-8", newline="\n")
     if partial:
+        # An earlier whole prediction's zip would now pair with these partial files: it goes.
+        (output_dir / SUBMISSION_ZIP).unlink(missing_ok=True)
         files = ", ".join(TASKS[canonical_task_name(task)].submission_file for task in partial)
         logger.warning(
             "--max_predict_samples predicted only the first test rows in %s: no %s is written (the"
