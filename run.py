@@ -318,12 +318,15 @@ def load_data(data_args, args, plan: TaskPlan, tokenizer, sampler_name: str):
 
 
 def train(trainer: CaMtlTrainer, resume: Path | None, stop: GracefulStop, output_dir: Path) -> None:
-    """Train (resuming when asked), then save the final model and the task mix."""
+    """Train (resuming when asked), then save the final model, the train metrics (train_results.json, as
+    the Hugging Face example scripts write it; a resumed run's cover its last part) and the task mix."""
     if resume:
         trainer.load_sampling_state(str(resume))
-    trainer.train_or_restore(str(resume) if resume else None)
+    metrics = trainer.train_or_restore(str(resume) if resume else None)
     stop.raise_if_stopped()  # after a SIGTERM the checkpoint is saved and the run ends here
     trainer.save_model()
+    if metrics is not None:
+        trainer.save_metrics("train", metrics, combined=False)
     usage = trainer.sampling_summary()
     if main_process(trainer.args):
         (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))

@@ -48,6 +48,16 @@ def test_the_precision_difference_is_set_against_the_seed_difference(tmp_path):
     text = parity.format_parity(list(rows.values()), (12, 13), "python -m camtl.bench parity ...")
     assert "| rte | 60.00 | 55.00 | 56.00 | +5.00 | -1.00 | **no** |" in text
     assert "within the seed difference on 1 of 2 dev tasks" in text
+    assert "Training time" not in text  # the runs' folders hold no train_results.json
+
+
+def test_the_report_gives_each_runs_training_time_from_its_train_results(tmp_path):
+    runs = three_runs(tmp_path)
+    for path, seconds in zip(runs.values(), (724.0, 1258.0, 1240.0), strict=True):
+        (path / "train_results.json").write_text(json.dumps({"train_runtime": seconds, "epoch": 1.0}))
+    runtimes = {name: parity.train_runtime(path) for name, path in runs.items()}
+    text = parity.format_parity([], (12, 13), "python -m camtl.bench parity ...", runtimes)
+    assert "bf16 724 s, fp32 1,258 s (1.74x the bf16 run), fp32 other seed 1,240 s." in text
 
 
 @pytest.mark.parametrize(

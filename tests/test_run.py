@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import subprocess
 import sys
 import zipfile
@@ -70,6 +71,8 @@ def test_train_eval_predict_writes_every_output(tiny_bert, tmp_path):
         == 12 * 4
     )
     assert list((out / "runs").rglob("events.out.tfevents.*"))
+    train_metrics = json.loads((out / "train_results.json").read_text())
+    assert train_metrics["train_runtime"] > 0 and math.isfinite(train_metrics["train_loss"])
 
     # Predict-only from the checkpoint gives the same predictions as the run that saved it.
     again = run(

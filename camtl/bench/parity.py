@@ -10,6 +10,7 @@ before a table is written. Results in ``results/main-job-parity.md``.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from camtl.bench.common import DEV_TASKS, GLUE_AVERAGE_TASKS, markdown_table
@@ -84,7 +85,29 @@ def _score(results: dict, task: str) -> float | None:
     return value.get("score") if isinstance(value, dict) else value
 
 
-def format_parity(rows: list[dict], seeds: tuple[int, int], command: str) -> str:
+def train_runtime(run_dir: Path) -> float | None:
+    """The run's train_runtime in seconds (its train_results.json); None for a run.py that predates it."""
+    try:
+        return float(json.loads((run_dir / "train_results.json").read_text())["train_runtime"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def format_runtimes(runtimes: dict[str, float | None]) -> list[str]:
+    """A line of the three runs' training times and fp32 / bf16, when each run recorded its time."""
+    if len(runtimes) != 3 or None in runtimes.values():
+        return []
+    bf16, fp32, other = runtimes.values()
+    return [
+        f"Training time (train_runtime): bf16 {bf16:,.0f} s, fp32 {fp32:,.0f} s ({fp32 / bf16:.2f}x the"
+        f" bf16 run), fp32 other seed {other:,.0f} s.",
+        "",
+    ]
+
+
+def format_parity(
+    rows: list[dict], seeds: tuple[int, int], command: str, runtimes: dict[str, float | None] | None = None
+) -> str:
     header = ["task", f"bf16 seed {seeds[0]}", f"fp32 seed {seeds[0]}", f"fp32 seed {seeds[1]}",
               "bf16 - fp32", "fp32 seed difference", "precision within seed difference"]  # fmt: skip
     table = [
@@ -107,7 +130,7 @@ def format_parity(rows: list[dict], seeds: tuple[int, int], command: str) -> str
         "what two fp32 seeds differ by.", "",
         *markdown_table(header, table), "",
         f"bf16 - fp32 is within the seed difference on {inside} of {counted} dev tasks.", "",
-        "Made by:", "", f"    {command}", "",
+        *format_runtimes(runtimes or {}), "Made by:", "", f"    {command}", "",
     ])  # fmt: skip
 
 
@@ -127,8 +150,9 @@ def run(args: argparse.Namespace, command: str) -> None:
     runs = {name: load_run(getattr(args, name)) for name in ("bf16", "fp32", "fp32_other_seed")}
     check_runs(runs)
     (bf16, settings), (fp32, _), (other, other_settings) = runs.values()
+    runtimes = {name: train_runtime(getattr(args, name)) for name in runs}
     report = format_parity(
-        parity_rows(bf16, fp32, other), (settings["seed"], other_settings["seed"]), command
+        parity_rows(bf16, fp32, other), (settings["seed"], other_settings["seed"]), command, runtimes
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report)

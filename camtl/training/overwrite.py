@@ -35,7 +35,8 @@ ASIDE = ".camtl-earlier-run"
 # What a camtl run writes at the top of its output directory (the model, its tokenizer, results, logs).
 RUN_FILES = (
     "checkpoint-*", "tmp-checkpoint-*", "evaluation-*", "predictions", "runs", "run.json",
-    "eval_results.json", "eval_history.json", "sampling_summary.json", "glue_submission.zip",
+    "eval_results.json", "eval_history.json", "sampling_summary.json", "train_results.json",
+    "glue_submission.zip",
     "parameter_report.json", "training_args.bin", "config.json", "generation_config.json",
     "model.safetensors", "model-*.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",

@@ -96,17 +96,18 @@ class CheckpointSaving:
             (checkpoint / "evaluations.json").write_text(json.dumps(self.evaluations, indent=2))
             (checkpoint / SETTINGS_FILE).write_text(json.dumps(self.run_settings, indent=2))
 
-    def train_or_restore(self, resume: str | None) -> None:
-        """Train, resuming from ``resume`` when given. A checkpoint saved at the last step is only loaded:
-        the Trainer would run one more step on it (at learning rate 0, but counted by the sampler)."""
+    def train_or_restore(self, resume: str | None) -> dict | None:
+        """Train, resuming from ``resume`` when given; the Trainer's train metrics (train_runtime, ...).
+        A checkpoint saved at the last step is only loaded (None is returned): the Trainer would run one
+        more step on it (at learning rate 0, but counted by the sampler)."""
         state_file = Path(resume) / TRAINER_STATE_NAME if resume else None
         state = TrainerState.load_from_json(str(state_file)) if state_file else None
         if state is None or state.global_step < state.max_steps:
             with _without_special_token_notice():
-                self.train(resume_from_checkpoint=resume)
-            return
+                return self.train(resume_from_checkpoint=resume).metrics
         self._load_from_checkpoint(resume)
         self.state = state
+        return None
 
     def load_sampling_state(self, checkpoint: str) -> None:
         """Restore the task-usage counters and evaluation history saved with a checkpoint."""
