@@ -200,15 +200,23 @@ def measure_mt_uncertainty(
         rounds,
     )
     seconds["mtu_training_part"] = training_part[WARMUP_ROUNDS:]
+    shapes = {
+        "mean_pool_length": statistics.mean(p["input_ids"].shape[1] for p in pools),
+        "mean_chunk_length": statistics.mean(c["input_ids"].shape[1] for cs in chunks for c in cs),
+        "selected_lengths": selected_lengths[WARMUP_ROUNDS:],
+    }
+    return _mt_uncertainty_result(seconds, shapes)
+
+
+def _mt_uncertainty_result(seconds: dict[str, list[float]], shapes: dict) -> dict:
+    """The MT-Uncertainty measurement's summary: each step's times, the floor, and the paired ratios."""
     floor = [a + b for a, b in zip(seconds["pool_forward"], seconds["mtu_training_part"], strict=True)]
     result = {
         "tasks": len(MTU_TASKS),
         "candidates_per_step": len(MTU_TASKS) * BATCH_SIZE,
         "steps": {name: summarize_times(times, BATCH_SIZE) for name, times in seconds.items()},
         "floor_median_s": statistics.median(floor),
-        "mean_pool_length": statistics.mean(p["input_ids"].shape[1] for p in pools),
-        "mean_chunk_length": statistics.mean(c["input_ids"].shape[1] for cs in chunks for c in cs),
-        "selected_lengths": selected_lengths[WARMUP_ROUNDS:],
+        **shapes,
     }
     pairs = {
         "mtu_vs_floor": (seconds["mtu_step"], floor),
@@ -241,11 +249,9 @@ def measure_evaluation(dev_sets: dict[str, TaskFeatures], pad_token_id: int, pre
 # The program
 
 
-def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None]) -> dict:
-    torch.set_num_threads(THREADS)
-    tokenizer = load_tokenizer(bundled_encoder_path())
-    pad = tokenizer.pad_token_id
-    result = {
+def _machine_and_shapes(quick: bool) -> dict:
+    """What a speed result is measured on: the CPU, threads, library versions and the batch shape."""
+    return {
         "machine": {
             "cpu": cpu_name(),
             "threads": THREADS,
@@ -257,6 +263,14 @@ def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None])
         "batch_size": BATCH_SIZE,
         "max_seq_length": MAX_SEQ_LENGTH,
     }
+
+
+def measure(data_dir: Path, plan: Plan, quick: bool, log: Callable[[str], None]) -> dict:
+    """Every measurement of the speed benchmark in one run (so that its ratios pair), then the ratios."""
+    torch.set_num_threads(THREADS)
+    tokenizer = load_tokenizer(bundled_encoder_path())
+    pad = tokenizer.pad_token_id
+    result = _machine_and_shapes(quick)
     with tempfile.TemporaryDirectory(prefix="camtl-speed-") as temp:
         log("tokenizing every GLUE split into an empty cache, then reloading it")
         cache_dir = Path(temp) / "features"

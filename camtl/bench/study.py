@@ -148,9 +148,21 @@ def open_study(output: Path, settings: Settings, command: str, report_only: bool
     return study
 
 
-def run(args: argparse.Namespace, command: str) -> None:
+def _locations(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The study's output folder and run.py's work folder (their own for --quick)."""
     output = args.output or Path("output/glue-mini-quick" if args.quick else "results/glue-mini")
     work_dir = args.work_dir or Path("output/glue-mini-quick/work" if args.quick else "output/glue-mini")
+    return output, work_dir
+
+
+def _announce(done: int, settings: Settings) -> None:
+    if done:
+        print(f"[glue-mini] {done} runs done before, skipped", flush=True)
+    print(f"[glue-mini] precision {settings.precision} on {cpu_name()}", flush=True)
+
+
+def run(args: argparse.Namespace, command: str) -> None:
+    output, work_dir = _locations(args)
     study_file = output / "study.json"
     settings = settings_from(args, read_json(study_file)["settings"] if study_file.exists() else None)
     seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
@@ -163,9 +175,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     parts_dir = output / "runs" / "parts"
     pending = [] if args.report_only else pending_work(output, parts_dir, seeds, args.contenders, settings)
     done = len(seeds) * len(args.contenders) - len({(seed, name) for seed, name, _ in pending})
-    if done and not args.report_only:
-        print(f"[glue-mini] {done} runs done before, skipped", flush=True)
-    print(f"[glue-mini] precision {settings.precision} on {cpu_name()}", flush=True)
+    _announce(0 if args.report_only else done, settings)
     lock, stopping = threading.Lock(), stop_on_sigterm()
 
     def one(seed: int, name: str, task: str | None) -> None:

@@ -11,6 +11,25 @@ from dataclasses import dataclass, field
 
 TASK_TYPES = ("classification", "regression", "multiple_choice", "token_classification", "masked_lm")
 FORMATS = ("glue", "jsonl", "csv", "tsv", "conll", "text", "dataset")
+# What each task type can be scored by (camtl.training.metrics), and its score without a choice.
+METRICS = {
+    "classification": ("accuracy", "f1", "acc_and_f1", "mcc", "macro_f1"),
+    "regression": ("pearson", "spearman", "corr"),
+    "multiple_choice": ("accuracy",),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall"),
+    "masked_lm": ("masked_accuracy", "masked_loss"),
+}
+DEFAULT_METRIC = {"classification": "accuracy", "regression": "corr", "multiple_choice": "accuracy",
+                  "token_classification": "entity_f1", "masked_lm": "masked_accuracy"}  # fmt: skip
+# The fields each type reads: another would be silently ignored, so the schema refuses it.
+FIELDS_READ = {
+    "classification": ("text_a", "text_b", "label", "id"),
+    "regression": ("text_a", "text_b", "label", "id"),
+    "multiple_choice": ("text_a", "label", "id", "choices"),
+    "token_classification": ("tokens", "tags", "id"),
+    "masked_lm": ("text",),  # its test text is scored, not predicted: no ids
+}
+BINARY_METRICS = ("f1", "acc_and_f1")  # F1 of the second label: two labels only
 
 
 @dataclass(frozen=True)

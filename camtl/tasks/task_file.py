@@ -46,27 +46,17 @@ from pydantic_core import PydanticCustomError
 
 from camtl.errors import UsageError
 from camtl.tasks.declared import checked_names_and_heads
-from camtl.tasks.spec import TASK_TYPES, SplitFormat, Task
+from camtl.tasks.spec import (
+    BINARY_METRICS,
+    DEFAULT_METRIC,
+    FIELDS_READ,
+    METRICS,
+    TASK_TYPES,
+    SplitFormat,
+    Task,
+)
 from camtl.tasks.structured_files import read_structured_file
 
-METRICS = {
-    "classification": ("accuracy", "f1", "acc_and_f1", "mcc", "macro_f1"),
-    "regression": ("pearson", "spearman", "corr"),
-    "multiple_choice": ("accuracy",),
-    "token_classification": ("entity_f1", "entity_precision", "entity_recall"),
-    "masked_lm": ("masked_accuracy", "masked_loss"),
-}
-DEFAULT_METRIC = {"classification": "accuracy", "regression": "corr", "multiple_choice": "accuracy",
-                  "token_classification": "entity_f1", "masked_lm": "masked_accuracy"}  # fmt: skip
-# The fields each type reads: another would be silently ignored, so the schema refuses it.
-FIELDS_READ = {
-    "classification": ("text_a", "text_b", "label", "id"),
-    "regression": ("text_a", "text_b", "label", "id"),
-    "multiple_choice": ("text_a", "label", "id", "choices"),
-    "token_classification": ("tokens", "tags", "id"),
-    "masked_lm": ("text",),  # its test text is scored, not predicted: no ids
-}
-BINARY_METRICS = ("f1", "acc_and_f1")  # F1 of the second label: two labels only
 EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".conll": "conll",
               ".txt": "text", ".tokens": "text", ".raw": "text"}  # fmt: skip
 FILE_FORMATS = ("jsonl", "csv", "tsv", "conll", "text", "dataset")

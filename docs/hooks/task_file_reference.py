@@ -2,8 +2,8 @@
 
 The page's hand-written tables of keys and fields must name exactly the keys and fields of the schema in
 ``camtl/tasks/task_file.py`` (pydantic models), or the build fails; the schema's own reference (every key,
-its type and meaning) and the allowed types, metrics and file formats are rendered from the same module
-at the markers below.
+its type and meaning) and the allowed types, metrics (``camtl/tasks/spec.py``) and file formats are
+rendered from the code at the markers below.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ SCHEMA_MARKER = "<!-- generated: task-file schema -->"
 def accepted() -> dict:
     """What the task-file reader accepts, from the code itself."""
     from camtl.tasks import task_file
-    from camtl.tasks.spec import TASK_TYPES
+    from camtl.tasks.spec import DEFAULT_METRIC, METRICS, TASK_TYPES
 
     return {
         "keys": set(task_file.TaskFile.model_fields) | set(task_file.TaskEntry.model_fields),
         "fields": set(task_file.Fields.model_fields),
         "types": TASK_TYPES,
-        "metrics": task_file.METRICS,
-        "default_metric": task_file.DEFAULT_METRIC,
+        "metrics": METRICS,
+        "default_metric": DEFAULT_METRIC,
         "extensions": task_file.EXTENSIONS,
     }
 
