@@ -173,10 +173,13 @@ def test_paired_bootstrap_finds_a_real_difference_and_none_where_there_is_none()
     assert report.verdict(result, "beats") == "held"
     same = report.paired_bootstrap(better, better, labels, replicates=200)
     assert same["low"] == same["high"] == same["mean"] == 0.0
-    assert report.verdict(same, "beats") == "not held (interval includes 0)"
+    assert report.verdict(same, "beats") == "inconclusive (interval includes 0)"
     assert report.verdict(same, "matches") == "held"
     reversed_ = report.paired_bootstrap(worse, better, labels, replicates=200)
     assert report.verdict(reversed_, "beats") == "not held (reversed)"
+    assert report.verdict(reversed_, "matches") == "not held"
+    straddling = {"low": -0.02, "high": 0.005}  # across -1 GLUE point, the margin of "matches"
+    assert report.verdict(straddling, "matches") == "inconclusive (interval includes -1 point)"
 
 
 # ---------------------------------------------------------------------------------------------------------

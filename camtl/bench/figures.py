@@ -1,5 +1,6 @@
 """The study's figures: the claims with their intervals, dev score against examples seen for the core
-contenders, and the task mix of the MT-Uncertainty contenders. PNG files beside the table."""
+contenders, and the task mix of CA-MTL's sampler and the MT-Uncertainty contenders. PNG files beside the
+table."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-VERDICT_COLORS = {"held": "tab:green", "not held (reversed)": "tab:red"}  # any other verdict: grey
+VERDICT_COLORS = {"held": "tab:green", "not held": "tab:red", "not held (reversed)": "tab:red"}  # else grey
+
+
+# The contenders whose task mix is drawn: CA-MTL's temperature sampler, against which MT-U's choices read.
+TASK_MIX_CONTENDERS = ("ca-mtl", "ca-mtl-mtu", "mtu-eval-scoring")
 
 
 def plot_task_mix(records: list[dict], path: Path, batch_size: int) -> None:
-    """Share of each task among the examples trained on per logging interval, MT-U contenders (seed mean)."""
+    """Share of each task among the examples trained on per logging interval (seed mean), for CA-MTL's
+    temperature sampler and the MT-Uncertainty contenders, one panel each."""
     panels = {}
-    for name in dict.fromkeys(r["contender"] for r in records if "mtu" in r["contender"] and r["task_mix"]):
+    mixed = [r for r in records if r["contender"] in TASK_MIX_CONTENDERS and r.get("task_mix")]
+    for name in sorted({r["contender"] for r in mixed}, key=TASK_MIX_CONTENDERS.index):
         runs = [r["task_mix"] for r in records if r["contender"] == name]
         steps = [e["step"] for e in runs[0]]
         tasks = list(runs[0][0]["drawn"])

@@ -147,11 +147,14 @@ def _glue_average_difference(a: dict, b: dict, labels: dict, tasks: list[str]) -
 
 
 def verdict(comparison: dict, kind: str) -> str:
-    if kind == "matches":
-        return "held" if comparison["low"] > -NON_INFERIORITY else "not held"
-    if comparison["low"] > 0:
+    """held: the interval lies on the claim's side; not held: on the other side; inconclusive otherwise.
+    "beats" needs the interval above 0; "matches" above -NON_INFERIORITY, and is not held below it."""
+    margin = NON_INFERIORITY if kind == "matches" else 0.0
+    if comparison["low"] > -margin:
         return "held"
-    return "not held (reversed)" if comparison["high"] < 0 else "not held (interval includes 0)"
+    if comparison["high"] < -margin:
+        return "not held" if kind == "matches" else "not held (reversed)"
+    return f"inconclusive (interval includes {'-1 point' if kind == 'matches' else '0'})"
 
 
 def summarize(records: list[dict], order: list[str] | None = None) -> dict[str, dict]:
