@@ -326,7 +326,8 @@ def train(trainer: CaMtlTrainer, resume: Path | None, stop: GracefulStop, output
     stop.raise_if_stopped()  # after a SIGTERM the checkpoint is saved and the run ends here
     trainer.save_model()
     if metrics is not None:
-        trainer.save_metrics("train", metrics, combined=False)
+        trainer.save_metrics("train", metrics | ({"resumed_from_checkpoint": str(resume)} if resume else {}),
+                             combined=False)  # fmt: skip
     usage = trainer.sampling_summary()
     if main_process(trainer.args):
         (output_dir / "sampling_summary.json").write_text(json.dumps(usage, indent=2))

@@ -195,6 +195,10 @@ def test_replace_flags_sets_adds_and_removes_flags():
     assert replaced == ("--overwrite_output_dir", "--lr", "-1", "--tasks", "sst-2", "qnli")
     removed = replace_flags(listed, overwrite_output_dir=None, tasks=None, do_train=())
     assert removed == ("--lr", "-1", "--do_train")
+    spelled = ("--resume_from_checkpoint=checkpoint-4", "--no_dataloader_pin_memory", "--seed", "3")
+    assert replace_flags(spelled, resume_from_checkpoint="latest", dataloader_pin_memory=None) == (
+        "--seed", "3", "--resume_from_checkpoint", "latest"
+    )  # fmt: skip
 
 
 EXPECTED_CHANGES = {
@@ -402,6 +406,39 @@ def test_train_minutes_leave_out_a_run_resumed_after_a_hard_stop():
     assert row["train_minutes"] == pytest.approx(15.0) and row["timed_runs"] == 2
     assert report.timed_cell(row, 3) == "15.0 (2 of 3 runs)"
     assert report.summarize(runs[2:])["vanilla"]["train_minutes"] is None
+
+
+def test_the_task_mix_figure_draws_ca_mtl_and_skips_records_without_a_mix(tmp_path):
+    from camtl.bench import figures
+
+    mix = [
+        {"step": 100, "drawn": {"rte": 1000, "cola": 2200}},
+        {"step": 200, "drawn": {"rte": 2000, "cola": 4400}},
+    ]
+    records = [
+        {"contender": "ca-mtl", "task_mix": mix},
+        {"contender": "ca-mtl", "task_mix": []},  # a record of a run that logged no mix
+        {"contender": "vanilla", "task_mix": mix},  # not drawn: the same sampler as ca-mtl
+    ]
+    figures.plot_task_mix(records, tmp_path / "task_mix.png", 32)
+    assert (tmp_path / "task_mix.png").stat().st_size > 0
+    figures.plot_task_mix(records[2:], tmp_path / "none.png", 32)
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_a_single_task_record_says_which_of_its_models_resumed(tiny_bert, tmp_path):
+    from camtl.bench.study_runs import part_file, single_task_record
+
+    settings, contender = quick_settings(tiny_bert), study_plan.CONTENDERS["single-task"]
+    for task, resumed in (("rte", 187), ("sts-b", None)):  # WNLI gets no single-task model
+        part = {"metrics": {task: {"score": 0.5}}, "examples_seen": 64, "trainable_params": 10,
+                "total_params": 10, "wall_seconds": 60.0, "train_runtime": 50.0, "cpu_seconds": 55.0,
+                "cpu": "CPU", "predictions": {task: [0]}, "steps": 2, "percent_data_used": 1.0,
+                "command": "run.py", "resumed_from_step": resumed}  # fmt: skip
+        part_file(tmp_path, contender, 1, task).write_text(json.dumps(part))
+    record = single_task_record(contender, 1, settings, tmp_path)
+    assert record["resumed_from_step"] == {"rte": 187} and record["train_runtime"] == 100.0
+    assert report.whole_run_times([record]) == []  # its time lacks the part before rte's stop
 
 
 def test_a_run_cut_short_by_a_stop_resumes_from_its_checkpoint(tiny_bert, tmp_path):

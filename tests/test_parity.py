@@ -58,6 +58,9 @@ def test_the_report_gives_each_runs_training_time_from_its_train_results(tmp_pat
     runtimes = {name: parity.train_runtime(path) for name, path in runs.items()}
     text = parity.format_parity([], (12, 13), "python -m camtl.bench parity ...", runtimes)
     assert "bf16 724 s, fp32 1,258 s (1.74x the bf16 run), fp32 other seed 1,240 s." in text
+    resumed = {"train_runtime": 300.0, "resumed_from_checkpoint": "checkpoint-1000"}
+    (runs["fp32"] / "train_results.json").write_text(json.dumps(resumed))
+    assert parity.train_runtime(runs["fp32"]) is None  # its time is the last part's, not the run's
 
 
 @pytest.mark.parametrize(

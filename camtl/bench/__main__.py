@@ -10,6 +10,7 @@ glue-mini  the reproduction study (camtl.bench.study, camtl.bench.report)
 precision  what bf16 costs and gains on this CPU (camtl.bench.precision_bench)
 peer       camtl against the stock Hugging Face Trainer recipe (camtl.bench.peer)
 parity     the main job in bf16 against fp32 and a second fp32 seed (camtl.bench.parity)
+scenarios  the multi-task mixes beyond GLUE against their baselines (camtl.bench.scenarios)
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from camtl.bench import contention, device, diagnosis, parity, peer, precision_bench, probe, speed, study
+from camtl.bench import (
+    contention,
+    device,
+    diagnosis,
+    parity,
+    peer,
+    precision_bench,
+    probe,
+    scenarios,
+    speed,
+    study,
+)
 from camtl.errors import exits_cleanly_on_usage_error
 from camtl.training.allocator import retain_freed_memory
 from camtl.training.command_line import OneLineErrors
@@ -33,6 +45,7 @@ PROGRAMS = {
     "glue-mini": (study.__doc__, study.add_arguments, study.run),
     "peer": (peer.__doc__, peer.add_arguments, peer.run),
     "parity": (parity.__doc__, parity.add_arguments, parity.run),
+    "scenarios": (scenarios.__doc__, scenarios.add_arguments, scenarios.run),
     "precision": (
         precision_bench.__doc__,
         precision_bench.add_arguments,

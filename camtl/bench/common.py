@@ -59,17 +59,24 @@ RUNNING: set[subprocess.Popen] = set()
 
 def replace_flags(flags: tuple[str, ...], **values: str | Sequence[str] | None) -> tuple[str, ...]:
     """``flags`` with ``--name value...`` set (added if absent): a string is one value, a sequence any
-    number (none for a switch); None removes the flag. A flag's values are the words up to the next
-    ``--`` word. run.py refuses a flag given twice, so a variant of a command replaces, never appends."""
+    number (none for a switch); None removes the flag. Every spelling of the flag goes first: ``--name``
+    with the words up to the next ``--`` word, ``--name=value``, and a switch's ``--no_name``. run.py
+    refuses a flag given twice with different values, so a variant of a command replaces, never appends."""
     out = list(flags)
     for name, value in values.items():
         flag = f"--{name}"
-        while flag in out:
-            at = end = out.index(flag)
-            end += 1
-            while end < len(out) and not out[end].startswith("--"):
-                end += 1
-            del out[at:end]
+        at = 0
+        while at < len(out):
+            word = out[at]
+            if word == flag:
+                end = at + 1
+                while end < len(out) and not out[end].startswith("--"):
+                    end += 1
+                del out[at:end]
+            elif word.startswith(f"{flag}=") or word == f"--no_{name}":
+                del out[at]
+            else:
+                at += 1
         if value is not None:
             out += [flag, *([value] if isinstance(value, str) else value)]
     return tuple(out)

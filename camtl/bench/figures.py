@@ -22,7 +22,7 @@ def plot_task_mix(records: list[dict], path: Path, batch_size: int) -> None:
     panels = {}
     mixed = [r for r in records if r["contender"] in TASK_MIX_CONTENDERS and r.get("task_mix")]
     for name in sorted({r["contender"] for r in mixed}, key=TASK_MIX_CONTENDERS.index):
-        runs = [r["task_mix"] for r in records if r["contender"] == name]
+        runs = [r["task_mix"] for r in mixed if r["contender"] == name]
         steps = [e["step"] for e in runs[0]]
         tasks = list(runs[0][0]["drawn"])
         shares = {t: [] for t in tasks}

@@ -86,9 +86,11 @@ def _score(results: dict, task: str) -> float | None:
 
 
 def train_runtime(run_dir: Path) -> float | None:
-    """The run's train_runtime in seconds (its train_results.json); None for a run.py that predates it."""
+    """The run's train_runtime in seconds (its train_results.json); None for a run.py that predates it, and
+    for a resumed run, whose time covers only the part after the resume."""
     try:
-        return float(json.loads((run_dir / "train_results.json").read_text())["train_runtime"])
+        metrics = json.loads((run_dir / "train_results.json").read_text())
+        return None if "resumed_from_checkpoint" in metrics else float(metrics["train_runtime"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

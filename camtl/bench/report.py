@@ -154,7 +154,7 @@ def verdict(comparison: dict, kind: str) -> str:
         return "held"
     if comparison["high"] < -margin:
         return "not held" if kind == "matches" else "not held (reversed)"
-    return f"inconclusive (interval includes {'-1 point' if kind == 'matches' else '0'})"
+    return f"inconclusive (interval includes {f'-{100 * margin:g} point' if margin else '0'})"
 
 
 def summarize(records: list[dict], order: list[str] | None = None) -> dict[str, dict]:

@@ -201,6 +201,11 @@ def single_task_record(contender: Contender, seed: int, settings: Settings, part
         "percent_data_used": None,
         "percent_used_per_task": {t: p["percent_data_used"] for t, p in parts.items()},
         "task_mix": [],
+        # the parts resumed after a stop, by task (their earlier part's time is not in train_runtime)
+        "resumed_from_step": {
+            t: p["resumed_from_step"] for t, p in parts.items() if p.get("resumed_from_step") is not None
+        }
+        or None,
         "command": "; ".join(p["command"] for p in parts.values()),
     }
 

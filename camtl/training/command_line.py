@@ -89,8 +89,8 @@ CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def _config_file(argv: list[str]) -> Path | None:
-    """The config file that ``argv`` is (a first word that is no flag but a file name), checked to be JSON
-    and alone; None for flags."""
+    """The config file that ``argv`` is (a first word that is no flag and an existing file or a name ending
+    in .json, .yaml or .yml), checked to be JSON and alone; None for flags and other words."""
     first = Path(argv[0]) if argv else None
     if (
         first is None
@@ -140,6 +140,7 @@ def _given(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[set[str], 
                 f"--{name} is given {times} with different values ({shown}{spelled}): keep one{merge}"
             )
     named = {word[2:].split("=", 1)[0] for word in argv if word.startswith("--")}
+    named |= {name[3:] for name in named if name.startswith("no_") and not hasattr(values, name)}  # --no_x
     return {name for name in named if hasattr(values, name)}, values
 
 
